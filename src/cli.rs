@@ -54,7 +54,8 @@ fn read_schema(path: &Path) -> anyhow::Result<(String, String)> {
         };
         return Ok((loaded.schema, label));
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok((text, path.display().to_string()))
 }
 

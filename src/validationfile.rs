@@ -85,16 +85,19 @@ pub fn load(path: &Path) -> Result<LoadedFile, LoadError> {
         ));
     }
     let (schema, schema_path) = match (&file.schema, &file.schema_file) {
-        (Some(_), Some(_)) => return Err(shape("only one of `schema` and `schemaFile` may be given")),
+        (Some(_), Some(_)) => {
+            return Err(shape("only one of `schema` and `schemaFile` may be given"));
+        }
         (Some(inline), None) => (inline.clone(), path.to_path_buf()),
         (None, Some(relative)) => {
             let schema_path = resolve_schema_file(path, relative).ok_or_else(|| {
                 shape("`schemaFile` must be a relative path inside the validation file's folder")
             })?;
-            let schema = std::fs::read_to_string(&schema_path).map_err(|source| LoadError::Read {
-                path: schema_path.clone(),
-                source,
-            })?;
+            let schema =
+                std::fs::read_to_string(&schema_path).map_err(|source| LoadError::Read {
+                    path: schema_path.clone(),
+                    source,
+                })?;
             (schema, schema_path)
         }
         (None, None) => (String::new(), path.to_path_buf()),

@@ -87,12 +87,14 @@ pub struct PermissionAst {
     pub expr: ExprAst,
 }
 
-/// A permission expression, binary and left-associative as parsed.
+/// A permission expression. Operator chains are kept n-ary (exclusion is
+/// left-associative: `a - b - c` is `(a - b) - c`), so a long chain costs no
+/// recursion depth.
 #[derive(Debug, Clone)]
 pub enum ExprAst {
-    Union(Box<ExprAst>, Box<ExprAst>),
-    Intersection(Box<ExprAst>, Box<ExprAst>),
-    Exclusion(Box<ExprAst>, Box<ExprAst>),
+    Union(Vec<ExprAst>),
+    Intersection(Vec<ExprAst>),
+    Exclusion(Vec<ExprAst>),
     Computed(Name),
     /// `base->x`, `base.any(x)`, `base.all(x)`, possibly chained.
     Arrow {
@@ -114,7 +116,7 @@ pub struct ArrowStep {
 /// How an arrow combines the objects it walks to. `->` and `.any()` evaluate
 /// the same way but are stored (and printed) apart, as SpiceDB does;
 /// `.all()` is the intersection arrow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ArrowFunction {
     Arrow,
     Any,

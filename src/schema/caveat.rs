@@ -53,14 +53,19 @@ pub fn parameter_type(ast: &CaveatTypeAst) -> Result<CaveatType, Diagnostic> {
     }
     match (simple, ast.children.first()) {
         (Some(t), _) => Ok(t),
-        (None, Some(child)) if name == "list" => Ok(CaveatType::List(Box::new(parameter_type(child)?))),
+        (None, Some(child)) if name == "list" => {
+            Ok(CaveatType::List(Box::new(parameter_type(child)?)))
+        }
         (None, Some(child)) => Ok(CaveatType::Map(Box::new(parameter_type(child)?))),
         (None, None) => unreachable!("generic types were checked to have one argument"),
     }
 }
 
 /// Parses the caveat's CEL and checks what can be checked statically.
-pub fn check_expression(cav: &CaveatAst, parameters: &[(String, CaveatType)]) -> Result<(), Diagnostic> {
+pub fn check_expression(
+    cav: &CaveatAst,
+    parameters: &[(String, CaveatType)],
+) -> Result<(), Diagnostic> {
     let error = |kind, message: String| Diagnostic::new(kind, cav.expression_span, message);
     let name = &cav.name.text;
     if cav.expression.chars().count() > MAX_EXPRESSION_CHARS {
@@ -72,7 +77,10 @@ pub fn check_expression(cav: &CaveatAst, parameters: &[(String, CaveatType)]) ->
     let parsed = Parser::new().parse(&cav.expression).map_err(|e| {
         error(
             ErrorKind::CaveatExpression,
-            format!("invalid expression for caveat `{name}`: {}", first_line(&e.to_string())),
+            format!(
+                "invalid expression for caveat `{name}`: {}",
+                first_line(&e.to_string())
+            ),
         )
     })?;
     cel_check::check(&parsed, parameters).map_err(|message| {
@@ -102,4 +110,3 @@ pub fn check_expression(cav: &CaveatAst, parameters: &[(String, CaveatType)]) ->
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
-

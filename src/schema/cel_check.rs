@@ -109,7 +109,11 @@ fn no_overload(function: &str, args: &[&Ty]) -> String {
 
 impl Checker {
     fn lookup(&self, name: &str) -> Option<Ty> {
-        self.scope.iter().rev().find(|(n, _)| n == name).map(|(_, t)| t.clone())
+        self.scope
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
     }
 
     fn infer(&mut self, e: &IdedExpr) -> Result<Ty, String> {
@@ -134,7 +138,10 @@ impl Checker {
                 match operand {
                     Ty::Map(value) => Ok(*value),
                     Ty::Dyn => Ok(Ty::Dyn),
-                    other => Err(format!("type '{}' does not support field selection", other.name())),
+                    other => Err(format!(
+                        "type '{}' does not support field selection",
+                        other.name()
+                    )),
                 }
             }
             Expr::List(list) => {
@@ -158,7 +165,10 @@ impl Checker {
                 }
                 Ok(Ty::Map(Box::new(Ty::Dyn)))
             }
-            Expr::Struct(s) => Err(format!("undeclared reference to '{}' (in container '')", s.type_name)),
+            Expr::Struct(s) => Err(format!(
+                "undeclared reference to '{}' (in container '')",
+                s.type_name
+            )),
             Expr::Comprehension(c) => {
                 let range = self.infer(&c.iter_range)?;
                 let element = match range {
@@ -198,7 +208,16 @@ impl Checker {
 fn type_identifier(name: &str) -> bool {
     matches!(
         name,
-        "int" | "uint" | "double" | "bool" | "string" | "bytes" | "list" | "map" | "null_type" | "type"
+        "int"
+            | "uint"
+            | "double"
+            | "bool"
+            | "string"
+            | "bytes"
+            | "list"
+            | "map"
+            | "null_type"
+            | "type"
     )
 }
 
@@ -220,8 +239,14 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         }
         ("_<_" | "_<=_" | "_>_" | "_>=_", [a, b]) => {
             let numbers = is_numeric(a) && is_numeric(b);
-            let ordered = matches!(a, Ty::String | Ty::Bytes | Ty::Duration | Ty::Timestamp | Ty::Bool);
-            if numbers || (ordered && a.compatible(b)) || matches!((a, b), (Ty::Dyn, _) | (_, Ty::Dyn)) {
+            let ordered = matches!(
+                a,
+                Ty::String | Ty::Bytes | Ty::Duration | Ty::Timestamp | Ty::Bool
+            );
+            if numbers
+                || (ordered && a.compatible(b))
+                || matches!((a, b), (Ty::Dyn, _) | (_, Ty::Dyn))
+            {
                 Ok(Ty::Bool)
             } else {
                 fail()
@@ -233,14 +258,18 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         ("_+_", [a, b]) => match (a, b) {
             (Ty::Timestamp, Ty::Duration) | (Ty::Duration, Ty::Timestamp) => Ok(Ty::Timestamp),
             (Ty::Dyn, other) | (other, Ty::Dyn) => Ok((*other).clone()),
-            (a, b) if a == b && !matches!(a, Ty::Bool | Ty::Null | Ty::IpAddress | Ty::Map(_)) => Ok((*a).clone()),
+            (a, b) if a == b && !matches!(a, Ty::Bool | Ty::Null | Ty::IpAddress | Ty::Map(_)) => {
+                Ok((*a).clone())
+            }
             _ => fail(),
         },
         ("_-_", [a, b]) => match (a, b) {
             (Ty::Timestamp, Ty::Timestamp) => Ok(Ty::Duration),
             (Ty::Timestamp, Ty::Duration) => Ok(Ty::Timestamp),
             (Ty::Dyn, other) | (other, Ty::Dyn) => Ok((*other).clone()),
-            (a, b) if a == b && matches!(a, Ty::Int | Ty::Double | Ty::Duration) => Ok((*a).clone()),
+            (a, b) if a == b && matches!(a, Ty::Int | Ty::Double | Ty::Duration) => {
+                Ok((*a).clone())
+            }
             _ => fail(),
         },
         ("_*_" | "_/_" | "_%_", [a, b]) => match (a, b) {
@@ -255,13 +284,17 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
             Ty::Dyn => Ok(Ty::Dyn),
             _ => fail(),
         },
-        ("@in", [_, container]) if matches!(container, Ty::List(_) | Ty::Map(_) | Ty::Dyn) => Ok(Ty::Bool),
-        ("size", [a]) if matches!(a, Ty::String | Ty::Bytes | Ty::List(_) | Ty::Map(_) | Ty::Dyn) => Ok(Ty::Int),
-        ("contains" | "startsWith" | "endsWith" | "matches", [a, b]) if a.is(&Ty::String) && b.is(&Ty::String) => {
+        ("@in", [_, Ty::List(_) | Ty::Map(_) | Ty::Dyn]) => Ok(Ty::Bool),
+        ("size", [Ty::String | Ty::Bytes | Ty::List(_) | Ty::Map(_) | Ty::Dyn]) => Ok(Ty::Int),
+        ("contains" | "startsWith" | "endsWith" | "matches", [a, b])
+            if a.is(&Ty::String) && b.is(&Ty::String) =>
+        {
             Ok(Ty::Bool)
         }
         ("in_cidr", [ip, cidr]) if ip.is(&Ty::IpAddress) && cidr.is(&Ty::String) => Ok(Ty::Bool),
-        ("isSubtreeOf", [a, b]) if matches!(a, Ty::Map(_) | Ty::Dyn) && matches!(b, Ty::Map(_) | Ty::Dyn) => {
+        ("isSubtreeOf", [a, b])
+            if matches!(a, Ty::Map(_) | Ty::Dyn) && matches!(b, Ty::Map(_) | Ty::Dyn) =>
+        {
             Ok(Ty::Bool)
         }
         ("int" | "uint", [_]) => Ok(Ty::Int),
@@ -270,22 +303,66 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         ("bytes", [_]) => Ok(Ty::Bytes),
         ("bool", [_]) => Ok(Ty::Bool),
         ("duration", [a]) if a.is(&Ty::String) || a.is(&Ty::Duration) => Ok(Ty::Duration),
-        ("timestamp", [a]) if a.is(&Ty::String) || a.is(&Ty::Timestamp) || a.is(&Ty::Int) => Ok(Ty::Timestamp),
+        ("timestamp", [a]) if a.is(&Ty::String) || a.is(&Ty::Timestamp) || a.is(&Ty::Int) => {
+            Ok(Ty::Timestamp)
+        }
         ("dyn" | "type", [_]) => Ok(Ty::Dyn),
         (
-            "getFullYear" | "getMonth" | "getDayOfYear" | "getDayOfMonth" | "getDate" | "getDayOfWeek" | "getHours"
-            | "getMinutes" | "getSeconds" | "getMilliseconds",
+            "getFullYear" | "getMonth" | "getDayOfYear" | "getDayOfMonth" | "getDate"
+            | "getDayOfWeek" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds",
             [t, ..],
         ) if t.is(&Ty::Timestamp) || t.is(&Ty::Duration) => Ok(Ty::Int),
         (
-            "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" | "_&&_" | "_||_" | "!_" | "@not_strictly_false" | "-_"
-            | "_+_" | "_-_" | "_*_" | "_/_" | "_%_" | "_?_:_" | "_[_]" | "@in" | "size" | "contains" | "startsWith"
-            | "endsWith" | "matches" | "in_cidr" | "isSubtreeOf" | "int" | "uint" | "double" | "string" | "bytes"
-            | "bool" | "duration" | "timestamp" | "dyn" | "type" | "getFullYear" | "getMonth" | "getDayOfYear"
-            | "getDayOfMonth" | "getDate" | "getDayOfWeek" | "getHours" | "getMinutes" | "getSeconds"
+            "_==_"
+            | "_!=_"
+            | "_<_"
+            | "_<=_"
+            | "_>_"
+            | "_>=_"
+            | "_&&_"
+            | "_||_"
+            | "!_"
+            | "@not_strictly_false"
+            | "-_"
+            | "_+_"
+            | "_-_"
+            | "_*_"
+            | "_/_"
+            | "_%_"
+            | "_?_:_"
+            | "_[_]"
+            | "@in"
+            | "size"
+            | "contains"
+            | "startsWith"
+            | "endsWith"
+            | "matches"
+            | "in_cidr"
+            | "isSubtreeOf"
+            | "int"
+            | "uint"
+            | "double"
+            | "string"
+            | "bytes"
+            | "bool"
+            | "duration"
+            | "timestamp"
+            | "dyn"
+            | "type"
+            | "getFullYear"
+            | "getMonth"
+            | "getDayOfYear"
+            | "getDayOfMonth"
+            | "getDate"
+            | "getDayOfWeek"
+            | "getHours"
+            | "getMinutes"
+            | "getSeconds"
             | "getMilliseconds",
             _,
         ) => fail(),
-        _ => Err(format!("undeclared reference to '{name}' (in container '')")),
+        _ => Err(format!(
+            "undeclared reference to '{name}' (in container '')"
+        )),
     }
 }

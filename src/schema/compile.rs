@@ -138,7 +138,10 @@ impl<'a> Compiler<'a> {
                 self.error(
                     ErrorKind::DuplicateName,
                     partial.name.span,
-                    format!("partial `{}` has the name of a definition or caveat", partial.name.text),
+                    format!(
+                        "partial `{}` has the name of a definition or caveat",
+                        partial.name.text
+                    ),
                 );
             }
         }
@@ -239,7 +242,10 @@ impl<'a> Compiler<'a> {
                     self.error(
                         ErrorKind::RelationWithoutTypes,
                         name.span,
-                        format!("relation `{}` must allow at least one subject type", name.text),
+                        format!(
+                            "relation `{}` must allow at least one subject type",
+                            name.text
+                        ),
                     );
                     continue;
                 }
@@ -274,7 +280,11 @@ impl<'a> Compiler<'a> {
             self.error(
                 ErrorKind::InvalidName,
                 name.span,
-                format!("invalid {what} name `{}`: {}", name.text, names::RELATION_NAME_RULE),
+                format!(
+                    "invalid {what} name `{}`: {}",
+                    name.text,
+                    names::RELATION_NAME_RULE
+                ),
             );
         }
     }
@@ -346,28 +356,22 @@ impl<'a> Compiler<'a> {
     /// the same operation, as SpiceDB's translator does.
     fn rewrite(&mut self, expr: &ExprAst) -> Rewrite {
         match expr {
-            ExprAst::Union(a, b) => {
-                let mut children = Vec::new();
-                for side in [a, b] {
-                    match self.rewrite(side) {
-                        Rewrite::Union(inner) => children.extend(inner),
-                        other => children.push(other),
-                    }
-                }
-                Rewrite::Union(children)
+            ExprAst::Union(operands) => Rewrite::Union(self.flattened(operands, |r| match r {
+                Rewrite::Union(inner) => Ok(inner),
+                other => Err(other),
+            })),
+            ExprAst::Intersection(operands) => {
+                Rewrite::Intersection(self.flattened(operands, |r| match r {
+                    Rewrite::Intersection(inner) => Ok(inner),
+                    other => Err(other),
+                }))
             }
-            ExprAst::Intersection(a, b) => {
-                let mut children = Vec::new();
-                for side in [a, b] {
-                    match self.rewrite(side) {
-                        Rewrite::Intersection(inner) => children.extend(inner),
-                        other => children.push(other),
-                    }
-                }
-                Rewrite::Intersection(children)
-            }
-            ExprAst::Exclusion(a, b) => {
-                Rewrite::Exclusion(Box::new(self.rewrite(a)), Box::new(self.rewrite(b)))
+            ExprAst::Exclusion(operands) => {
+                let mut operands = operands.iter();
+                let first = self.rewrite(operands.next().expect("an exclusion has operands"));
+                operands.fold(first, |base, next| {
+                    Rewrite::Exclusion(Box::new(base), Box::new(self.rewrite(next)))
+                })
             }
             ExprAst::Computed(name) => {
                 self.check_relation_name(name, "relation or permission");
@@ -393,6 +397,23 @@ impl<'a> Compiler<'a> {
             ExprAst::Nil(_) => Rewrite::Nil,
             ExprAst::SelfRef(_) => Rewrite::SelfRef,
         }
+    }
+
+    /// Translates operands, splicing in the children of operands that are
+    /// the same operation (`split` returns them as `Ok`).
+    fn flattened(
+        &mut self,
+        operands: &[ExprAst],
+        split: fn(Rewrite) -> Result<Vec<Rewrite>, Rewrite>,
+    ) -> Vec<Rewrite> {
+        let mut children = Vec::new();
+        for operand in operands {
+            match split(self.rewrite(operand)) {
+                Ok(inner) => children.extend(inner),
+                Err(other) => children.push(other),
+            }
+        }
+        children
     }
 
     fn caveat(&mut self, cav: &CaveatAst) -> Option<CaveatDefinition> {

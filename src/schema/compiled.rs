@@ -31,7 +31,9 @@ impl CompiledSchema {
     }
 
     pub fn definition(&self, name: &str) -> Option<&Definition> {
-        self.definition_index.get(name).map(|&i| &self.definitions[i])
+        self.definition_index
+            .get(name)
+            .map(|&i| &self.definitions[i])
     }
 
     pub fn caveat(&self, name: &str) -> Option<&CaveatDefinition> {
@@ -74,7 +76,9 @@ impl CompiledSchema {
     pub fn uses_self(&self) -> bool {
         self.definitions.iter().any(|d| {
             d.relations.iter().any(|r| match &r.body {
-                RelationBody::Permission(rewrite) => rewrite.any(&|n| matches!(n, Rewrite::SelfRef)),
+                RelationBody::Permission(rewrite) => {
+                    rewrite.any(&|n| matches!(n, Rewrite::SelfRef))
+                }
                 RelationBody::Direct(_) => false,
             })
         })

@@ -133,27 +133,39 @@ impl Diagnostic {
     /// line and a caret under the offending text.
     pub fn render(&self, file: &str, source: &str) -> String {
         let (line, col) = self.line_col(source);
-        let text = source.lines().nth(line - 1).unwrap_or("");
-        let text = text.trim_end_matches('\r');
-        let gutter = line.to_string();
-        let pad = " ".repeat(gutter.len());
-        let caret_offset: String = text
-            .chars()
-            .take(col - 1)
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
+        let text = source
+            .lines()
+            .nth(line - 1)
+            .unwrap_or("")
+            .trim_end_matches('\r');
+        let chars: Vec<char> = text.chars().collect();
+        // Show at most a window of a very long line around the error.
+        let start = (col - 1).saturating_sub(RENDER_CONTEXT);
+        let end = (col - 1 + RENDER_CONTEXT).min(chars.len());
+        let shown: String = chars[start.min(chars.len())..end].iter().collect();
+        let caret_offset: String = chars[start.min(chars.len())..(col - 1).min(chars.len())]
+            .iter()
+            .map(|c| if *c == '\t' { '\t' } else { ' ' })
             .collect();
         let width = source[self.span.start.min(source.len())..self.span.end.min(source.len())]
             .lines()
             .next()
-            .map_or(1, |s| s.chars().count().max(1));
+            .map_or(1, |s| s.chars().count().clamp(1, RENDER_CONTEXT));
+        let gutter = line.to_string();
+        let pad = " ".repeat(gutter.len());
         format!(
-            "{file}:{line}:{col}: error[{kind}]: {msg}\n{pad} |\n{gutter} | {text}\n{pad} | {caret_offset}{carets}\n",
+            "{file}:{line}:{col}: error[{kind}]: {msg}\n{pad} |\n{gutter} | {ellipsis}{shown}\n{pad} | {caret_pad}{caret_offset}{carets}\n",
             kind = self.kind,
             msg = self.message,
+            ellipsis = if start > 0 { "…" } else { "" },
+            caret_pad = if start > 0 { " " } else { "" },
             carets = "^".repeat(width),
         )
     }
 }
+
+/// Characters of source shown on either side of an error.
+const RENDER_CONTEXT: usize = 80;
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

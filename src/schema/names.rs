@@ -1,10 +1,8 @@
 //! The shapes names must have, as SpiceDB's protocol validation requires them
 //! (inventory §2.5): lowercase ASCII segments of 3 to 64 characters.
 
-pub const RELATION_NAME_RULE: &str =
-    "must be 3 to 64 characters: a lowercase letter, then lowercase letters, digits or `_`, ending in a letter or digit";
-pub const DEFINITION_NAME_RULE: &str =
-    "each `/`-separated segment must be 3 to 64 characters: a lowercase letter, then lowercase letters, digits or `_`, ending in a letter or digit (at most 128 bytes in all)";
+pub const RELATION_NAME_RULE: &str = "must be 3 to 64 characters: a lowercase letter, then lowercase letters, digits or `_`, ending in a letter or digit";
+pub const DEFINITION_NAME_RULE: &str = "each `/`-separated segment must be 3 to 64 characters: a lowercase letter, then lowercase letters, digits or `_`, ending in a letter or digit (at most 128 bytes in all)";
 
 /// `[a-z][a-z0-9_]{min_mid,62}[a-z0-9]`
 fn is_segment(s: &str, max_len: usize) -> bool {
@@ -28,7 +26,11 @@ fn is_prefixed(s: &str, max_prefix_len: usize) -> bool {
     }
     let mut segments = s.split('/').peekable();
     while let Some(segment) = segments.next() {
-        let max = if segments.peek().is_some() { max_prefix_len } else { 64 };
+        let max = if segments.peek().is_some() {
+            max_prefix_len
+        } else {
+            64
+        };
         if !is_segment(segment, max) {
             return false;
         }

@@ -17,7 +17,20 @@ use super::print::canonical_comment;
 struct SchemaGrammar;
 
 /// Words that are never identifiers.
-const RESERVED: [&str; 6] = ["definition", "caveat", "relation", "permission", "nil", "with"];
+const RESERVED: [&str; 6] = [
+    "definition",
+    "caveat",
+    "relation",
+    "permission",
+    "nil",
+    "with",
+];
+
+/// Bounds on expression nesting, so evaluation, printing and dropping a
+/// schema's rewrite trees stay far from the stack's limit. SpiceDB has none;
+/// no real schema comes near them.
+const MAX_EXPRESSION_DEPTH: usize = 100;
+const MAX_EXCLUSION_CHAIN: usize = 100;
 
 /// The `use` flags SpiceDB 1.54 knows.
 pub const KNOWN_FLAGS: [&str; 5] = ["expiration", "import", "partial", "self", "typechecking"];
@@ -64,18 +77,10 @@ pub fn parse(source: &str) -> Result<SchemaFile, SchemaErrors> {
         .map_err(SchemaErrors::single)
 }
 
+#[derive(Default)]
 struct Builder {
     flags: Flags,
     seen_definition: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Self {
-            flags: Flags::default(),
-            seen_definition: false,
-        }
-    }
 }
 
 type Built<T> = Result<T, Diagnostic>;
@@ -94,7 +99,6 @@ fn children(pair: Pair<Rule>) -> impl Iterator<Item = Pair<Rule>> {
     pair.into_inner()
         .filter(|p| !matches!(p.as_rule(), Rule::line_comment | Rule::block_comment))
 }
-
 
 fn doc_comments(pair: Pair<Rule>) -> Vec<String> {
     pair.into_inner()
@@ -164,7 +168,10 @@ impl Builder {
             return Err(Diagnostic::new(
                 ErrorKind::UnknownUseFlag,
                 span_of(&flag),
-                format!("unknown use flag `{name}`; options are: {}", KNOWN_FLAGS.join(", ")),
+                format!(
+                    "unknown use flag `{name}`; options are: {}",
+                    KNOWN_FLAGS.join(", ")
+                ),
             ));
         }
         if self.seen_definition {
@@ -249,7 +256,9 @@ impl Builder {
                 }
                 Rule::permission => return self.permission(part, doc).map(Member::Permission),
                 Rule::partial_ref => {
-                    let ident = children(part).next().expect("grammar: partial reference name");
+                    let ident = children(part)
+                        .next()
+                        .expect("grammar: partial reference name");
                     return self.ident(ident).map(Member::PartialRef);
                 }
                 other => unreachable!("grammar: unexpected rule {other:?} in member"),
@@ -339,7 +348,10 @@ impl Builder {
             Some(word) if word.as_str() == "expiration" => Ok((Some(caveat), true)),
             Some(word) => Err(syntax(
                 span_of(&word),
-                format!("expected `expiration` after `and`, found `{}`", word.as_str()),
+                format!(
+                    "expected `expiration` after `and`, found `{}`",
+                    word.as_str()
+                ),
             )),
         }
     }
@@ -357,7 +369,7 @@ impl Builder {
                         .map(|p| self.ident(p))
                         .collect::<Built<Vec<_>>>()?;
                 }
-                Rule::expr => expr = Some(self.expr(part)?),
+                Rule::expr => expr = Some(self.expr(part, 0)?),
                 other => unreachable!("grammar: unexpected rule {other:?} in permission"),
             }
         }
@@ -369,36 +381,59 @@ impl Builder {
         })
     }
 
-    /// Folds `a op b op c` left-associatively: `(a op b) op c`.
-    fn fold(
+    /// An operator chain `a op b op c` as one n-ary node; a lone operand is
+    /// returned as it is.
+    fn chain(
         &self,
         pair: Pair<Rule>,
-        operand: impl Fn(&Self, Pair<Rule>) -> Built<ExprAst>,
-        combine: fn(Box<ExprAst>, Box<ExprAst>) -> ExprAst,
+        depth: usize,
+        operand: impl Fn(&Self, Pair<Rule>, usize) -> Built<ExprAst>,
+        node: fn(Vec<ExprAst>) -> ExprAst,
     ) -> Built<ExprAst> {
-        let mut parts = children(pair);
-        let mut acc = operand(self, parts.next().expect("grammar: operator has an operand"))?;
-        for next in parts {
-            acc = combine(Box::new(acc), Box::new(operand(self, next)?));
+        let mut operands = children(pair)
+            .map(|p| operand(self, p, depth))
+            .collect::<Built<Vec<_>>>()?;
+        if operands.len() == 1 {
+            return Ok(operands.pop().expect("one operand"));
         }
-        Ok(acc)
+        Ok(node(operands))
     }
 
-    fn expr(&self, pair: Pair<Rule>) -> Built<ExprAst> {
-        self.fold(pair, Self::intersection, ExprAst::Exclusion)
+    fn expr(&self, pair: Pair<Rule>, depth: usize) -> Built<ExprAst> {
+        if depth > MAX_EXPRESSION_DEPTH {
+            return Err(syntax(
+                span_of(&pair),
+                format!(
+                    "expression nests too deeply: at most {MAX_EXPRESSION_DEPTH} levels of parentheses"
+                ),
+            ));
+        }
+        let exclusion_operands = children(pair.clone()).count();
+        if exclusion_operands > MAX_EXCLUSION_CHAIN {
+            return Err(syntax(
+                span_of(&pair),
+                format!("too many `-` in one expression: at most {MAX_EXCLUSION_CHAIN} in a row"),
+            ));
+        }
+        self.chain(pair, depth, Self::intersection, ExprAst::Exclusion)
     }
 
-    fn intersection(&self, pair: Pair<Rule>) -> Built<ExprAst> {
-        self.fold(pair, Self::union, ExprAst::Intersection)
+    fn intersection(&self, pair: Pair<Rule>, depth: usize) -> Built<ExprAst> {
+        self.chain(pair, depth, Self::union, ExprAst::Intersection)
     }
 
-    fn union(&self, pair: Pair<Rule>) -> Built<ExprAst> {
-        self.fold(pair, Self::operand, ExprAst::Union)
+    fn union(&self, pair: Pair<Rule>, depth: usize) -> Built<ExprAst> {
+        self.chain(pair, depth, Self::operand, ExprAst::Union)
     }
 
-    fn operand(&self, pair: Pair<Rule>) -> Built<ExprAst> {
+    fn operand(&self, pair: Pair<Rule>, depth: usize) -> Built<ExprAst> {
         match pair.as_rule() {
-            Rule::paren => self.expr(children(pair).next().expect("grammar: parenthesized expression")),
+            Rule::paren => self.expr(
+                children(pair)
+                    .next()
+                    .expect("grammar: parenthesized expression"),
+                depth + 1,
+            ),
             Rule::nil => Ok(ExprAst::Nil(span_of(&pair))),
             Rule::arrow_chain => self.arrow_chain(pair),
             other => unreachable!("grammar: unexpected operand {other:?}"),

@@ -204,11 +204,7 @@ pub fn rewrite_text(rewrite: &Rewrite) -> String {
 }
 
 fn join(children: &[Rewrite], op: &str) -> String {
-    children
-        .iter()
-        .map(child_text)
-        .collect::<Vec<_>>()
-        .join(op)
+    children.iter().map(child_text).collect::<Vec<_>>().join(op)
 }
 
 fn child_text(rewrite: &Rewrite) -> String {
@@ -235,7 +231,9 @@ fn child_text(rewrite: &Rewrite) -> String {
 fn is_all_union(rewrite: &Rewrite) -> bool {
     match rewrite {
         Rewrite::Union(children) => children.iter().all(|c| match c {
-            Rewrite::Union(_) | Rewrite::Intersection(_) | Rewrite::Exclusion(..) => is_all_union(c),
+            Rewrite::Union(_) | Rewrite::Intersection(_) | Rewrite::Exclusion(..) => {
+                is_all_union(c)
+            }
             _ => true,
         }),
         _ => false,

@@ -15,7 +15,7 @@ pub const ELLIPSIS: &str = "...";
 
 /// One reverse edge: subjects of the key's kind feed `resource_relation` on
 /// `resource_type` in the way `kind` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entrypoint {
     pub resource_type: String,
     pub resource_relation: String,
@@ -25,7 +25,7 @@ pub struct Entrypoint {
     pub conditional: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntrypointKind {
     /// The subject is stored on the relation.
     Direct,
@@ -34,7 +34,10 @@ pub enum EntrypointKind {
     /// The permission names the relation or permission the key denotes.
     Computed,
     /// The permission walks `tupleset` to objects of the key's type.
-    Arrow { tupleset: String, function: ArrowFunction },
+    Arrow {
+        tupleset: String,
+        function: ArrowFunction,
+    },
     /// The permission is `self` and the subject is the resource itself.
     SelfRef,
 }
@@ -74,18 +77,25 @@ impl Reachability {
                 }
             }
         }
+        for edges in graph.entrypoints.values_mut() {
+            edges.sort();
+            edges.dedup();
+        }
         graph.subject_types = subject_type_fixpoint(schema);
         graph
     }
 
+    /// Records an edge; duplicates are removed once all edges are in.
     fn add(&mut self, key: RelationKey, entrypoint: Entrypoint) {
-        let edges = self.entrypoints.entry(key).or_default();
-        if !edges.contains(&entrypoint) {
-            edges.push(entrypoint);
-        }
+        self.entrypoints.entry(key).or_default().push(entrypoint);
     }
 
-    fn direct_edges(&mut self, def: &Definition, relation: &Relation, types: &[AllowedSubjectType]) {
+    fn direct_edges(
+        &mut self,
+        def: &Definition,
+        relation: &Relation,
+        types: &[AllowedSubjectType],
+    ) {
         for t in types {
             let (subject_relation, kind) = match &t.target {
                 SubjectTarget::Object => (ELLIPSIS.to_string(), EntrypointKind::Direct),
@@ -134,7 +144,10 @@ impl Reachability {
                 self.rewrite_edges(schema, def, relation, subtracted, true);
             }
             Rewrite::Computed(target) => {
-                self.add((def.name.clone(), target.clone()), edge(EntrypointKind::Computed));
+                self.add(
+                    (def.name.clone(), target.clone()),
+                    edge(EntrypointKind::Computed),
+                );
             }
             Rewrite::Arrow {
                 tupleset,
@@ -165,89 +178,128 @@ impl Reachability {
                 }
             }
             Rewrite::SelfRef => {
-                self.add((def.name.clone(), ELLIPSIS.to_string()), edge(EntrypointKind::SelfRef));
+                self.add(
+                    (def.name.clone(), ELLIPSIS.to_string()),
+                    edge(EntrypointKind::SelfRef),
+                );
             }
             Rewrite::Nil => {}
         }
     }
 }
 
-/// Subject types per relation, grown until nothing changes (recursion in the
-/// schema makes a single pass insufficient).
+/// Subject types per relation. Each relation starts from the types it names
+/// directly and absorbs the sets of the relations it depends on; a worklist
+/// re-visits only the dependents of a set that grew, so recursion in the
+/// schema costs proportionally to what changes, not passes over everything.
 fn subject_type_fixpoint(schema: &CompiledSchema) -> HashMap<RelationKey, SubjectTypeSet> {
-    let mut sets: HashMap<RelationKey, SubjectTypeSet> = HashMap::new();
-    loop {
-        let mut changed = false;
-        for def in schema.definitions() {
-            for relation in &def.relations {
-                let mut found = SubjectTypeSet::new();
-                match &relation.body {
-                    RelationBody::Direct(types) => {
-                        for t in types {
-                            found.insert(SubjectTypeRef {
-                                type_name: t.type_name.clone(),
-                                target: t.target.clone(),
-                            });
-                            if let SubjectTarget::Relation(r) = &t.target {
-                                extend_from(&mut found, &sets, &t.type_name, r);
-                            }
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for def in schema.definitions() {
+        for relation in &def.relations {
+            index.insert((def.name.as_str(), relation.name.as_str()), keys.len());
+            keys.push((def.name.as_str(), relation.name.as_str()));
+        }
+    }
+    let mut sets: Vec<SubjectTypeSet> = vec![SubjectTypeSet::new(); keys.len()];
+    let mut depends_on: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+    for def in schema.definitions() {
+        for relation in &def.relations {
+            let node = index[&(def.name.as_str(), relation.name.as_str())];
+            let mut deps = Vec::new();
+            match &relation.body {
+                RelationBody::Direct(types) => {
+                    for t in types {
+                        sets[node].insert(SubjectTypeRef {
+                            type_name: t.type_name.clone(),
+                            target: t.target.clone(),
+                        });
+                        if let SubjectTarget::Relation(r) = &t.target {
+                            deps.extend(index.get(&(t.type_name.as_str(), r.as_str())));
                         }
                     }
-                    RelationBody::Permission(rewrite) => {
-                        collect_rewrite(schema, def, rewrite, &sets, &mut found)
-                    }
                 }
-                let key = (def.name.clone(), relation.name.clone());
-                let entry = sets.entry(key).or_default();
-                if found.len() != entry.len() {
-                    *entry = found;
-                    changed = true;
+                RelationBody::Permission(rewrite) => {
+                    rewrite_dependencies(schema, def, rewrite, &index, &mut deps, &mut sets[node]);
+                }
+            }
+            depends_on[node] = deps;
+        }
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+    for (node, deps) in depends_on.iter().enumerate() {
+        for &dep in deps {
+            dependents[dep].push(node);
+        }
+    }
+    let mut queued = vec![true; keys.len()];
+    let mut worklist: Vec<usize> = (0..keys.len()).collect();
+    while let Some(node) = worklist.pop() {
+        queued[node] = false;
+        let mut grown = false;
+        for &dep in &depends_on[node] {
+            if dep == node {
+                continue;
+            }
+            let (from, into) = if dep < node {
+                let (a, b) = sets.split_at_mut(node);
+                (&a[dep], &mut b[0])
+            } else {
+                let (a, b) = sets.split_at_mut(dep);
+                (&b[0], &mut a[node])
+            };
+            for t in from {
+                grown |= into.insert(t.clone());
+            }
+        }
+        if grown {
+            for &dependent in &dependents[node] {
+                if !queued[dependent] {
+                    queued[dependent] = true;
+                    worklist.push(dependent);
                 }
             }
         }
-        if !changed {
-            return sets;
-        }
     }
+    keys.into_iter()
+        .zip(sets)
+        .map(|((d, r), set)| ((d.to_string(), r.to_string()), set))
+        .collect()
 }
 
-fn extend_from(
-    found: &mut SubjectTypeSet,
-    sets: &HashMap<RelationKey, SubjectTypeSet>,
-    type_name: &str,
-    relation: &str,
-) {
-    if let Some(set) = sets.get(&(type_name.to_string(), relation.to_string())) {
-        found.extend(set.iter().cloned());
-    }
-}
-
-fn collect_rewrite(
+/// The relations a permission's subject set is drawn from (the subtracted
+/// side of an exclusion adds none), and `self` added directly.
+fn rewrite_dependencies(
     schema: &CompiledSchema,
     def: &Definition,
     rewrite: &Rewrite,
-    sets: &HashMap<RelationKey, SubjectTypeSet>,
-    found: &mut SubjectTypeSet,
+    index: &HashMap<(&str, &str), usize>,
+    deps: &mut Vec<usize>,
+    own: &mut SubjectTypeSet,
 ) {
     match rewrite {
         Rewrite::Union(children) | Rewrite::Intersection(children) => {
             for child in children {
-                collect_rewrite(schema, def, child, sets, found);
+                rewrite_dependencies(schema, def, child, index, deps, own);
             }
         }
-        Rewrite::Exclusion(base, _) => collect_rewrite(schema, def, base, sets, found),
-        Rewrite::Computed(target) => extend_from(found, sets, &def.name, target),
+        Rewrite::Exclusion(base, _) => rewrite_dependencies(schema, def, base, index, deps, own),
+        Rewrite::Computed(target) => deps.extend(index.get(&(def.name.as_str(), target.as_str()))),
         Rewrite::Arrow {
             tupleset, computed, ..
         } => {
-            for t in def.relation(tupleset).map(Relation::allowed_types).unwrap_or_default() {
+            for t in def
+                .relation(tupleset)
+                .map(Relation::allowed_types)
+                .unwrap_or_default()
+            {
                 if schema.relation(&t.type_name, computed).is_some() {
-                    extend_from(found, sets, &t.type_name, computed);
+                    deps.extend(index.get(&(t.type_name.as_str(), computed.as_str())));
                 }
             }
         }
         Rewrite::SelfRef => {
-            found.insert(SubjectTypeRef {
+            own.insert(SubjectTypeRef {
                 type_name: def.name.clone(),
                 target: SubjectTarget::Object,
             });

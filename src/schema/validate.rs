@@ -51,14 +51,18 @@ struct Validator<'s> {
 
 impl Validator<'_> {
     fn error(&mut self, kind: ErrorKind, name: &Name, message: String) {
-        self.diagnostics.push(Diagnostic::new(kind, name.span, message));
+        self.diagnostics
+            .push(Diagnostic::new(kind, name.span, message));
     }
 
     fn expression(&mut self, def: &Definition, expr: &ExprAst) {
         match expr {
-            ExprAst::Union(a, b) | ExprAst::Intersection(a, b) | ExprAst::Exclusion(a, b) => {
-                self.expression(def, a);
-                self.expression(def, b);
+            ExprAst::Union(operands)
+            | ExprAst::Intersection(operands)
+            | ExprAst::Exclusion(operands) => {
+                for operand in operands {
+                    self.expression(def, operand);
+                }
             }
             ExprAst::Computed(name) if name.text == "self" && def.relation("self").is_none() => {
                 self.error(

@@ -41,9 +41,20 @@ pub fn assert_round_trips(label: &str, source: &str) -> trellis::schema::Compile
     let compiled = trellis::schema::compile(source)
         .unwrap_or_else(|e| panic!("{label} does not compile:\n{}", e.render(label, source)));
     let printed = trellis::schema::format(&compiled);
-    let again = trellis::schema::compile(&printed)
-        .unwrap_or_else(|e| panic!("{label}: printed form does not compile:\n{}", e.render(label, &printed)));
-    assert!(compiled == again, "{label}: printed form compiles to a different schema:\n{printed}");
-    assert_eq!(printed, trellis::schema::format(&again), "{label}: printing is not stable");
+    let again = trellis::schema::compile(&printed).unwrap_or_else(|e| {
+        panic!(
+            "{label}: printed form does not compile:\n{}",
+            e.render(label, &printed)
+        )
+    });
+    assert!(
+        compiled == again,
+        "{label}: printed form compiles to a different schema:\n{printed}"
+    );
+    assert_eq!(
+        printed,
+        trellis::schema::format(&again),
+        "{label}: printing is not stable"
+    );
     compiled
 }

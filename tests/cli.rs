@@ -1,0 +1,70 @@
+//! `trellis schema check` and `trellis schema fmt` as a user runs them.
+
+mod common;
+
+use std::process::Command;
+
+fn trellis(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .expect("trellis runs")
+}
+
+#[test]
+fn check_accepts_valid_files_and_validation_yaml() {
+    let out = trellis(&[
+        "schema",
+        "check",
+        "schema-examples/github.zed",
+        "schema-examples/rbac.yaml",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("schema-examples/github.zed: ok"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("schema-examples/rbac.zed: ok"), "{stdout}");
+}
+
+#[test]
+fn check_reports_file_line_column_source_and_caret() {
+    let out = trellis(&[
+        "schema",
+        "check",
+        "tests/schema/invalid/unknown_definition.zed",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("tests/schema/invalid/unknown_definition.zed:")
+            && first.contains("error[unknown-definition]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains('^'), "{stderr}");
+    assert!(stderr.contains("1 of 1 files have errors"), "{stderr}");
+}
+
+#[test]
+fn fmt_prints_the_canonical_form() {
+    let out = trellis(&["schema", "fmt", "tests/schema/valid/comments_block.zed"]);
+    assert!(out.status.success());
+    let expected =
+        std::fs::read_to_string(common::repo().join("tests/schema/valid/comments_block.expected"))
+            .expect("golden file");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = trellis(&["schema", "check", "no/such/file.zed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.zed"));
+}
