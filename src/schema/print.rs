@@ -172,7 +172,8 @@ impl Writer {
     }
 }
 
-fn allowed_type(t: &AllowedSubjectType) -> String {
+/// One entry of a relation's type list, as written in a schema.
+pub(super) fn allowed_type(t: &AllowedSubjectType) -> String {
     let mut s = t.type_name.clone();
     match &t.target {
         SubjectTarget::Object => {}

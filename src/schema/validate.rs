@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::ast::{ExprAst, Member, Name, PermissionAst, TypeRefAst, TypeTargetAst};
 use super::compiled::*;
 use super::diagnostic::{Diagnostic, ErrorKind};
+use super::print;
 
 /// The syntax of one compiled definition's members, in the same order as its
 /// relations (partials already spliced), so errors can point at source text.
@@ -135,7 +136,7 @@ impl Validator<'_> {
                     &ast.type_name,
                     format!(
                         "found duplicate allowed subject type `{}` on relation `{}` under definition `{}`",
-                        describe(allowed),
+                        print::allowed_type(allowed),
                         relation.name,
                         def.name
                     ),
@@ -342,23 +343,4 @@ impl Validator<'_> {
             );
         }
     }
-}
-
-fn describe(t: &AllowedSubjectType) -> String {
-    let mut s = t.type_name.clone();
-    match &t.target {
-        SubjectTarget::Object => {}
-        SubjectTarget::Wildcard => s.push_str(":*"),
-        SubjectTarget::Relation(r) => {
-            s.push('#');
-            s.push_str(r);
-        }
-    }
-    match (&t.caveat, t.expiration) {
-        (Some(c), true) => s.push_str(&format!(" with {c} and expiration")),
-        (Some(c), false) => s.push_str(&format!(" with {c}")),
-        (None, true) => s.push_str(" with expiration"),
-        (None, false) => {}
-    }
-    s
 }
