@@ -1,5 +1,8 @@
 //! Trellis: a Zanzibar-style permission service, wire-compatible with
 //! SpiceDB's `authzed.api.v1`. See ARCHITECTURE.md for the map.
 
+// pest_derive without its `std` feature names `alloc` from the crate root.
+extern crate alloc;
+
 pub mod schema;
 pub mod validationfile;

@@ -479,3 +479,20 @@ fn nesting_beyond_the_limit_is_a_clear_error() {
     );
     assert!(err(&chained).message.contains("too many `-`"));
 }
+
+#[test]
+fn bracket_depth_is_bounded_before_parsing() {
+    let deep = format!(
+        "definition user {{}}\ndefinition doc {{\n\trelation aaa: user\n\tpermission view = {}aaa{}\n}}",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let d = err(&deep);
+    assert!(d.message.contains("nest too deeply"), "{}", d.message);
+    // Brackets inside comments and strings do not count.
+    ok(&format!(
+        "// {}\ndefinition user {{}}\ncaveat cav(a string) {{ a == \"{}\" }}",
+        "(".repeat(500),
+        "{".repeat(500)
+    ));
+}
