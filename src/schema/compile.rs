@@ -3,7 +3,7 @@
 //! shapes, duplicates, nested arrows, caveat signatures), then hands the
 //! result to `validate` for the cross-definition type checks.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::{HashMap, HashSet};
 
 use super::ast::*;
 use super::caveat;
@@ -113,7 +113,7 @@ impl<'a> Compiler<'a> {
 
     /// A name shared by two definitions, two caveats, or one of each.
     fn check_name_reuse(&mut self, file: &SchemaFile) {
-        let mut seen = HashSet::default();
+        let mut seen = HashSet::new();
         let mut names: Vec<&Name> = file
             .definitions
             .iter()
@@ -152,7 +152,7 @@ impl<'a> Compiler<'a> {
     fn resolve_partials(&mut self, partials: &[DefinitionAst]) -> ResolvedPartials {
         let by_name: HashMap<&str, &DefinitionAst> =
             partials.iter().map(|p| (p.name.text.as_str(), p)).collect();
-        let mut resolved = ResolvedPartials::default();
+        let mut resolved = ResolvedPartials::new();
         for partial in partials {
             let mut stack = Vec::new();
             if let Some(members) = self.expand_partial(partial, &by_name, &mut stack) {
@@ -233,7 +233,7 @@ impl<'a> Compiler<'a> {
 
         let mut relations = Vec::new();
         let mut sources = Vec::new();
-        let mut relation_index = HashMap::default();
+        let mut relation_index = HashMap::new();
         for member in members {
             let (name, relation) = match member {
                 Member::Relation(rel) => (&rel.name, self.relation(rel)),

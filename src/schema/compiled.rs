@@ -3,9 +3,7 @@
 //! evaluation (reachability, a stable hash). This is the only schema type the
 //! engine sees; it is immutable and cheap to share behind an `Arc`.
 
-use std::collections::BTreeSet;
-
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 pub use super::ast::ArrowFunction;
 use super::reachability::Reachability;

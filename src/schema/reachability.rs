@@ -3,9 +3,7 @@
 //! that LookupResources walks from a subject type back to resource relations.
 //! Computed once per schema at compile time.
 
-use std::collections::BTreeSet;
-
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::compiled::*;
 
@@ -195,7 +193,7 @@ impl Reachability {
 /// re-visits only the dependents of a set that grew, so recursion in the
 /// schema costs proportionally to what changes, not passes over everything.
 fn subject_type_fixpoint(schema: &CompiledSchema) -> HashMap<RelationKey, SubjectTypeSet> {
-    let mut index: HashMap<(&str, &str), usize> = HashMap::default();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     let mut keys: Vec<(&str, &str)> = Vec::new();
     for def in schema.definitions() {
         for relation in &def.relations {

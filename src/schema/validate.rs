@@ -4,9 +4,7 @@
 //! wildcards, caveats must exist, permissions must not alias each other in a
 //! cycle, and `use typechecking` annotations must be complete.
 
-use std::collections::BTreeSet;
-
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::ast::{ExprAst, Member, Name, PermissionAst, TypeRefAst, TypeTargetAst};
 use super::compiled::*;
@@ -25,7 +23,7 @@ pub fn validate(
     let mut v = Validator {
         schema,
         diagnostics: Vec::new(),
-        wildcard_cache: HashMap::default(),
+        wildcard_cache: HashMap::new(),
     };
     for (def, members) in schema.definitions().iter().zip(sources) {
         for (relation, member) in def.relations.iter().zip(members) {
@@ -130,7 +128,7 @@ impl Validator<'_> {
     }
 
     fn relation_types(&mut self, def: &Definition, relation: &Relation, types: &[TypeRefAst]) {
-        let mut seen = HashSet::default();
+        let mut seen = HashSet::new();
         for (allowed, ast) in relation.allowed_types().iter().zip(types) {
             if !seen.insert(allowed) {
                 self.error(
@@ -229,7 +227,7 @@ impl Validator<'_> {
     /// The wildcard type that `type#relation` allows directly or through
     /// subject sets, if any.
     fn reaches_wildcard(&mut self, type_name: &str, relation: &str) -> Option<String> {
-        let mut encountered = HashSet::default();
+        let mut encountered = HashSet::new();
         self.reaches_wildcard_from(type_name, relation, &mut encountered)
     }
 
