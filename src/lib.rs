@@ -4,5 +4,8 @@
 // pest_derive without its `std` feature names `alloc` from the crate root.
 extern crate alloc;
 
+pub mod datastore;
+pub mod model;
 pub mod schema;
+pub mod service;
 pub mod validationfile;

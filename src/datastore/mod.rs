@@ -1,0 +1,263 @@
+//! The storage port: the traits every datastore implements (memory today,
+//! PostgreSQL and CockroachDB later) and the one conformance suite they all
+//! pass. The engine and services see only these traits.
+//!
+//! The shape follows what PostgreSQL and CockroachDB can do natively:
+//! - every write is one transaction that checks its preconditions and either
+//!   applies fully at a new revision or not at all (`Datastore::write`);
+//! - reads happen through a `Reader` pinned to one revision, which never
+//!   changes what it returns (MVCC snapshot; `AS OF SYSTEM TIME` on CRDB);
+//! - revisions are totally ordered and the datastore says which are still
+//!   readable (GC window) and which one is "optimized" (quantized);
+//! - the stored schema lives in the same history, so a schema and the
+//!   relationships written under it are read at one revision;
+//! - a change feed lists committed changes after a revision (Watch).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::model::{
+    Precondition, Relationship, RelationshipFilter, RelationshipKey, RelationshipUpdate, Revision,
+};
+
+/// Why a datastore operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DatastoreError {
+    /// A revision older than the GC window, or newer than head.
+    #[error("invalid revision: {0}")]
+    RevisionOutOfRange(String),
+    /// A precondition of a write did not hold; `index` is its position.
+    #[error("precondition {index} failed")]
+    PreconditionFailed { index: usize },
+    /// A CREATE (or bulk import) of a relationship that already exists.
+    #[error("relationship {0} already exists")]
+    AlreadyExists(RelationshipKey),
+    /// A delete by filter would remove more than its limit, and partial
+    /// deletion was not allowed.
+    #[error("the filter matches more than {limit} relationships")]
+    TooManyToDelete { limit: usize },
+    /// A cursor that does not belong to this datastore or query.
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
+    /// The datastore cannot be reached or refused the operation for now.
+    #[error("datastore unavailable: {0}")]
+    Unavailable(String),
+    /// Two transactions conflicted and retries ran out.
+    #[error("serialization failure: {0}")]
+    SerializationFailure(String),
+    /// The datastore's schema has not been migrated.
+    #[error("datastore not migrated: {0}")]
+    NotMigrated(String),
+    #[error("datastore error: {0}")]
+    Internal(String),
+}
+
+pub type DatastoreResult<T> = Result<T, DatastoreError>;
+
+/// The schema as stored: its canonical text and the hash of it. Compiling
+/// it is the caller's business (and cached there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSchema {
+    pub text: String,
+    pub hash: [u8; 32],
+}
+
+/// Free-form data a writer attaches to a transaction (WriteRelationships'
+/// `optional_transaction_metadata`), returned by the change feed.
+pub type TransactionMetadata = serde_json::Map<String, serde_json::Value>;
+
+/// Delete everything a filter matches, up to an optional limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteByFilter {
+    pub filter: RelationshipFilter,
+    pub limit: Option<usize>,
+    /// With a limit: delete up to it and report more remain, instead of failing.
+    pub allow_partial: bool,
+}
+
+/// Everything one write transaction does, applied atomically in this order:
+/// preconditions are checked, the filter delete runs, updates apply, the
+/// schema is replaced.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub preconditions: Vec<Precondition>,
+    pub delete_by_filter: Option<DeleteByFilter>,
+    pub updates: Vec<RelationshipUpdate>,
+    pub schema: Option<StoredSchema>,
+    pub metadata: TransactionMetadata,
+}
+
+/// What a committed write did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOutcome {
+    pub revision: Revision,
+    /// Relationships removed by `delete_by_filter`.
+    pub deleted_by_filter: usize,
+    /// `delete_by_filter` stopped at its limit with more left.
+    pub partial: bool,
+}
+
+/// A page request over relationships in key order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// Return only relationships strictly after this key.
+    pub after: Option<RelationshipKey>,
+    pub limit: Option<usize>,
+}
+
+/// Where a read should start in the reverse (by subject) index: subject
+/// type, id and relation first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReverseQuery {
+    pub subject_type: String,
+    /// Several ids at once (the engine batches).
+    pub subject_ids: Vec<String>,
+    /// `Some("...")` for plain objects; `None` for any relation.
+    pub subject_relation: Option<String>,
+    pub resource_type: String,
+    pub resource_relation: String,
+}
+
+/// One change in the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Written (created or touched) at this revision.
+    Touch(Relationship),
+    /// Deleted at this revision (not by expiry).
+    Delete(Relationship),
+}
+
+/// The changes of one committed revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionChanges {
+    pub revision: Revision,
+    pub changes: Vec<Change>,
+    pub schema_changed: bool,
+    pub metadata: TransactionMetadata,
+}
+
+/// Reads at one revision. Cheap to clone; safe to share across tasks.
+/// Expired relationships (datastore clock) are never returned.
+pub trait Reader: Clone + Send + Sync + 'static {
+    fn revision(&self) -> Revision;
+
+    /// Relationships matching `filter`, ordered by `RelationshipKey`.
+    fn query(
+        &self,
+        filter: &RelationshipFilter,
+        page: &Page,
+    ) -> impl Future<Output = DatastoreResult<Vec<Relationship>>> + Send;
+
+    /// The relationships of `resource_type:id#relation` for each id, whose
+    /// subject is of one of `subject_types` (all types when empty). This is
+    /// the engine's hot path: one call per relation per batch of ids.
+    fn query_resources(
+        &self,
+        resource_type: &str,
+        resource_ids: &[&str],
+        relation: &str,
+        subject_types: &[&str],
+    ) -> impl Future<Output = DatastoreResult<Vec<Relationship>>> + Send;
+
+    /// Relationships by subject, for reverse walks (LookupResources).
+    fn query_subjects(
+        &self,
+        query: &ReverseQuery,
+        page: &Page,
+    ) -> impl Future<Output = DatastoreResult<Vec<Relationship>>> + Send;
+
+    /// The schema in force at this revision, if one was ever written.
+    fn schema(&self) -> impl Future<Output = DatastoreResult<Option<Arc<StoredSchema>>>> + Send;
+}
+
+/// A datastore: revisions, snapshots, atomic writes, the change feed.
+pub trait Datastore: Send + Sync + 'static {
+    type Reader: Reader;
+
+    /// A stable id of this datastore instance; ZedTokens carry its prefix so
+    /// a token from another datastore is recognised.
+    fn unique_id(&self) -> &str;
+
+    /// The newest committed revision.
+    fn head_revision(&self) -> impl Future<Output = DatastoreResult<Revision>> + Send;
+
+    /// The quantized revision that nearby requests share (SpiceDB's
+    /// optimized revision): the newest revision committed before the start
+    /// of the current quantization window, with `now` smeared back by up to
+    /// the max staleness so windows hand over gradually.
+    fn optimized_revision(&self) -> impl Future<Output = DatastoreResult<Revision>> + Send;
+
+    /// Ok if `revision` can be read: not older than the GC window and not
+    /// newer than head; else `RevisionOutOfRange`.
+    fn check_revision(
+        &self,
+        revision: Revision,
+    ) -> impl Future<Output = DatastoreResult<()>> + Send;
+
+    /// A reader pinned to `revision` (which the caller has checked).
+    fn snapshot(&self, revision: Revision) -> Self::Reader;
+
+    /// Applies a batch atomically at a new revision, or changes nothing.
+    fn write(
+        &self,
+        batch: WriteBatch,
+    ) -> impl Future<Output = DatastoreResult<WriteOutcome>> + Send;
+
+    /// Inserts relationships in one transaction; fails with `AlreadyExists`
+    /// (and inserts nothing) if any exists.
+    fn bulk_load(
+        &self,
+        relationships: Vec<Relationship>,
+        metadata: TransactionMetadata,
+    ) -> impl Future<Output = DatastoreResult<WriteOutcome>> + Send;
+
+    /// Committed changes strictly after `after`, oldest first, at most
+    /// `limit` revisions. `RevisionOutOfRange` if `after` was collected.
+    fn changes_since(
+        &self,
+        after: Revision,
+        limit: usize,
+    ) -> impl Future<Output = DatastoreResult<Vec<RevisionChanges>>> + Send;
+
+    /// Removes versions no reader inside the GC window can see; returns how
+    /// many relationship versions were reclaimed.
+    fn collect_garbage(&self) -> impl Future<Output = DatastoreResult<usize>> + Send;
+}
+
+/// Revision timing shared by datastores (SpiceDB's flags and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevisionConfig {
+    /// `--datastore-revision-quantization-interval` (5 s).
+    pub quantization: Duration,
+    /// `--datastore-revision-quantization-max-staleness-percent` (10 %).
+    pub max_staleness_percent: u32,
+    /// `--datastore-gc-window` (24 h).
+    pub gc_window: Duration,
+}
+
+impl Default for RevisionConfig {
+    fn default() -> Self {
+        Self {
+            quantization: Duration::from_secs(5),
+            max_staleness_percent: 10,
+            gc_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The datastore clock. Tests substitute a manual clock to step through GC
+/// windows and expirations without sleeping.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> SystemTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
