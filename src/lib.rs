@@ -5,6 +5,8 @@
 extern crate alloc;
 
 pub mod datastore;
+pub mod dispatch;
+pub mod graph;
 pub mod model;
 pub mod schema;
 pub mod service;

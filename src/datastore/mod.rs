@@ -13,6 +13,8 @@
 //!   relationships written under it are read at one revision;
 //! - a change feed lists committed changes after a revision (Watch).
 
+pub mod schema_cache;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,7 +34,7 @@ pub enum DatastoreError {
     PreconditionFailed { index: usize },
     /// A CREATE (or bulk import) of a relationship that already exists.
     #[error("relationship {0} already exists")]
-    AlreadyExists(RelationshipKey),
+    AlreadyExists(Box<RelationshipKey>),
     /// A delete by filter would remove more than its limit, and partial
     /// deletion was not allowed.
     #[error("the filter matches more than {limit} relationships")]

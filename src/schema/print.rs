@@ -158,7 +158,7 @@ impl Writer {
                 self.push("relation ");
                 self.push(&relation.name);
                 self.push(": ");
-                let types: Vec<String> = types.iter().map(allowed_type).collect();
+                let types: Vec<String> = types.iter().map(allowed_type_text).collect();
                 self.push(&types.join(" | "));
             }
             RelationBody::Permission(rewrite) => {
@@ -173,7 +173,7 @@ impl Writer {
 }
 
 /// One entry of a relation's type list, as written in a schema.
-pub(super) fn allowed_type(t: &AllowedSubjectType) -> String {
+pub fn allowed_type_text(t: &AllowedSubjectType) -> String {
     let mut s = t.type_name.clone();
     match &t.target {
         SubjectTarget::Object => {}

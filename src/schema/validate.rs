@@ -136,7 +136,7 @@ impl Validator<'_> {
                     &ast.type_name,
                     format!(
                         "found duplicate allowed subject type `{}` on relation `{}` under definition `{}`",
-                        print::allowed_type(allowed),
+                        print::allowed_type_text(allowed),
                         relation.name,
                         def.name
                     ),

@@ -61,7 +61,7 @@ pub enum ServiceError {
     #[error(
         "found more than one update with relationship `{relationship}` in this request; a relationship can only be specified in an update once per overall WriteRelationships request"
     )]
-    DuplicateUpdate { relationship: RelationshipKey },
+    DuplicateUpdate { relationship: Box<RelationshipKey> },
     /// INVALID_ARGUMENT / CANNOT_UPDATE_PERMISSION
     #[error(
         "cannot write a relationship to permission `{permission}` under definition `{definition}`"
@@ -83,7 +83,7 @@ pub enum ServiceError {
     #[error(
         "could not CREATE relationship `{relationship}`, as it already existed. If this is persistent, please switch to TOUCH operations or specify a precondition"
     )]
-    AlreadyExists { relationship: RelationshipKey },
+    AlreadyExists { relationship: Box<RelationshipKey> },
     /// INVALID_ARGUMENT / TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE
     #[error(
         "found more than {limit} relationships to be deleted and partial deletion was not requested"

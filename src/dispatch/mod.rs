@@ -1,0 +1,76 @@
+//! The dispatcher seam: the engine asks for every subproblem through the
+//! `Dispatcher` trait, so caching, deduplication and routing to peers can
+//! stand in front of it without the engine knowing. A subproblem is a plain
+//! value: resource type and ids, relation, subject, revision, depth budget.
+
+pub mod local;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::graph::Membership;
+use crate::model::{Revision, SubjectRef};
+
+/// SpiceDB's `--dispatch-max-depth` default.
+pub const DEFAULT_MAX_DEPTH: u32 = 50;
+
+/// Is `subject` in `resource_type:{id}#relation`, for each id, at `revision`?
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckRequest {
+    pub resource_type: String,
+    pub resource_ids: Vec<String>,
+    pub relation: String,
+    pub subject: SubjectRef,
+    pub revision: Revision,
+    /// Dispatches left before the request fails with `MaxDepthExceeded`.
+    pub depth_remaining: u32,
+}
+
+/// Per resource id, whether the subject is a member. Ids that are not
+/// members may be absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckResult {
+    pub memberships: HashMap<String, Membership>,
+    /// Subproblems dispatched to compute this (itself included).
+    pub dispatch_count: u32,
+    /// The depth this computation needed; a cached result can serve any
+    /// request with at least this much depth remaining.
+    pub depth_required: u32,
+}
+
+impl CheckResult {
+    /// The membership of one resource id.
+    pub fn membership(&self, resource_id: &str) -> Membership {
+        self.memberships
+            .get(resource_id)
+            .cloned()
+            .unwrap_or(Membership::NotMember)
+    }
+}
+
+/// Why a check could not be answered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CheckError {
+    #[error("max depth exceeded")]
+    MaxDepthExceeded,
+    #[error("object definition `{0}` not found")]
+    UnknownDefinition(String),
+    #[error("relation/permission `{relation}` not found under definition `{definition}`")]
+    UnknownRelation {
+        definition: String,
+        relation: String,
+    },
+    #[error("no schema at the requested revision")]
+    NoSchema,
+    #[error(transparent)]
+    Datastore(#[from] crate::datastore::DatastoreError),
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Answers check subproblems. Implementations: `local::LocalDispatcher`
+/// (evaluates in process); later caching, singleflight and remote peers.
+pub trait Dispatcher: Send + Sync {
+    fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>>;
+}

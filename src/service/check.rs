@@ -1,0 +1,187 @@
+//! CheckPermission and CheckBulkPermissions: resolve the revision, validate
+//! the request against the schema there, dispatch, and turn memberships into
+//! permissionships.
+
+use std::collections::BTreeSet;
+
+use crate::datastore::Datastore;
+use crate::dispatch::{CheckError, CheckRequest};
+use crate::graph::{CaveatExpr, Membership};
+use crate::model::{Consistency, ObjectRef, Revision, SubjectRef};
+use crate::schema::CompiledSchema;
+
+use super::write_validation::{known_definition, unknown_relation};
+use super::{ServiceError, Services};
+
+/// One permission question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckParams {
+    pub resource: ObjectRef,
+    pub permission: String,
+    pub subject: SubjectRef,
+    pub context: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The answer to one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permissionship {
+    NoPermission,
+    HasPermission,
+    /// Depends on caveat parameters the request did not supply.
+    Conditional {
+        missing_context: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckOutcome {
+    pub revision: Revision,
+    pub permissionship: Permissionship,
+    pub dispatch_count: u32,
+}
+
+/// One item of a bulk check: its answer or its own error.
+pub type BulkCheckItem = Result<Permissionship, ServiceError>;
+
+impl<D: Datastore> Services<D> {
+    pub async fn check(
+        &self,
+        params: CheckParams,
+        consistency: Consistency,
+    ) -> Result<CheckOutcome, ServiceError> {
+        let revision = self.revision_for(consistency).await?;
+        let (_, schema) = self
+            .snapshot_with_schema(revision, &params.resource.object_type)
+            .await?;
+        let (permissionship, dispatch_count) = self.check_at(&schema, revision, &params).await?;
+        Ok(CheckOutcome {
+            revision,
+            permissionship,
+            dispatch_count,
+        })
+    }
+
+    /// Checks many items at one revision; each item fails on its own.
+    pub async fn check_bulk(
+        &self,
+        items: Vec<CheckParams>,
+        consistency: Consistency,
+    ) -> Result<(Revision, Vec<BulkCheckItem>), ServiceError> {
+        if items.len() > self.limits.max_bulk_checks {
+            return Err(ServiceError::TooManyChecks {
+                count: items.len(),
+                max: self.limits.max_bulk_checks,
+            });
+        }
+        let revision = self.revision_for(consistency).await?;
+        let type_name = items
+            .first()
+            .map_or("", |i| i.resource.object_type.as_str());
+        let schema = match self.snapshot_with_schema(revision, type_name).await {
+            Ok((_, schema)) => schema,
+            Err(e) => return Ok((revision, items.iter().map(|_| Err(e.clone())).collect())),
+        };
+        let mut results = Vec::with_capacity(items.len());
+        for item in &items {
+            results.push(self.check_at(&schema, revision, item).await.map(|(p, _)| p));
+        }
+        Ok((revision, results))
+    }
+
+    async fn check_at(
+        &self,
+        schema: &CompiledSchema,
+        revision: Revision,
+        params: &CheckParams,
+    ) -> Result<(Permissionship, u32), ServiceError> {
+        validate_check(schema, params)?;
+        let request = CheckRequest {
+            resource_type: params.resource.object_type.clone(),
+            resource_ids: vec![params.resource.object_id.clone()],
+            relation: params.permission.clone(),
+            subject: params.subject.clone(),
+            revision,
+            depth_remaining: self.limits.max_depth,
+        };
+        let result = self.dispatcher.check(request).await.map_err(check_error)?;
+        let membership = result.membership(&params.resource.object_id);
+        Ok((
+            permissionship(schema, membership, &params.context),
+            result.dispatch_count,
+        ))
+    }
+}
+
+/// The resource, permission and subject must exist in the schema.
+fn validate_check(schema: &CompiledSchema, params: &CheckParams) -> Result<(), ServiceError> {
+    let definition = known_definition(schema, &params.resource.object_type)?;
+    if definition.relation(&params.permission).is_none() {
+        return Err(unknown_relation(
+            &params.resource.object_type,
+            &params.permission,
+        ));
+    }
+    let subject_type = &params.subject.object.object_type;
+    let subject_definition = known_definition(schema, subject_type)?;
+    if !params.subject.is_object()
+        && subject_definition
+            .relation(&params.subject.relation)
+            .is_none()
+    {
+        return Err(unknown_relation(subject_type, &params.subject.relation));
+    }
+    Ok(())
+}
+
+pub(super) fn check_error(e: CheckError) -> ServiceError {
+    match e {
+        CheckError::MaxDepthExceeded => ServiceError::MaxDepthExceeded,
+        CheckError::UnknownDefinition(definition) => ServiceError::UnknownDefinition { definition },
+        CheckError::UnknownRelation {
+            definition,
+            relation,
+        } => ServiceError::UnknownRelation {
+            definition,
+            relation,
+        },
+        CheckError::NoSchema => ServiceError::SchemaNotFound,
+        CheckError::Datastore(d) => d.into(),
+    }
+}
+
+/// A membership as the API reports it. A conditional membership is
+/// CONDITIONAL with the caveat parameters that neither the relationships'
+/// stored context nor the request supplied; evaluating caveats comes with
+/// caveat support.
+fn permissionship(
+    schema: &CompiledSchema,
+    membership: Membership,
+    request_context: &serde_json::Map<String, serde_json::Value>,
+) -> Permissionship {
+    match membership {
+        Membership::Member => Permissionship::HasPermission,
+        Membership::NotMember => Permissionship::NoPermission,
+        Membership::Conditional(expr) => Permissionship::Conditional {
+            missing_context: missing_parameters(schema, &expr, request_context),
+        },
+    }
+}
+
+fn missing_parameters(
+    schema: &CompiledSchema,
+    expr: &CaveatExpr,
+    request_context: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut missing = BTreeSet::new();
+    for caveat in expr.caveats() {
+        let Some(definition) = schema.caveat(&caveat.name) else {
+            continue;
+        };
+        for (name, _) in &definition.parameters {
+            if !caveat.context.contains_key(name) && !request_context.contains_key(name) {
+                missing.insert(name.clone());
+            }
+        }
+    }
+    missing.into_iter().collect()
+}
