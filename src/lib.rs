@@ -11,3 +11,4 @@ pub mod model;
 pub mod schema;
 pub mod service;
 pub mod validationfile;
+pub mod workload;
