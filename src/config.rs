@@ -1,0 +1,155 @@
+//! Server configuration: one typed `Config` with SpiceDB's defaults, built
+//! from flags (each with a `TRELLIS_<FLAG>` environment variable) by the
+//! CLI. Secrets are redacted from `Debug` output.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::datastore::RevisionConfig;
+
+/// Which datastore engine to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatastoreEngine {
+    #[default]
+    Memory,
+}
+
+impl std::str::FromStr for DatastoreEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(DatastoreEngine::Memory),
+            other => Err(format!(
+                "unknown datastore engine `{other}`; available: memory (postgres and cockroachdb are planned)"
+            )),
+        }
+    }
+}
+
+/// Everything `trellis serve` needs.
+#[derive(Clone)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    /// Accepted bearer tokens; empty means no authentication.
+    pub preshared_keys: Vec<String>,
+    pub datastore_engine: DatastoreEngine,
+    pub revisions: RevisionConfig,
+    /// Validation YAML or schema files loaded at start.
+    pub bootstrap_files: Vec<PathBuf>,
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            preshared_keys: Vec::new(),
+            datastore_engine: DatastoreEngine::Memory,
+            revisions: RevisionConfig::default(),
+            bootstrap_files: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("grpc_addr", &self.grpc_addr)
+            .field(
+                "preshared_keys",
+                &format_args!("[{} redacted]", self.preshared_keys.len()),
+            )
+            .field("datastore_engine", &self.datastore_engine)
+            .field("revisions", &self.revisions)
+            .field("bootstrap_files", &self.bootstrap_files)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// Parses an address as SpiceDB writes them: `:50051` means every
+/// interface; `host:port` as usual.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("invalid address `{text}`: expected `host:port` or `:port`"))
+}
+
+/// Parses a Go-style duration: `5s`, `1h30m`, `250ms`, `24h`, `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration `{text}`: expected e.g. `5s`, `1h30m` or `250ms`");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| bad())?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "5x", "s", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_and_redaction() {
+        assert_eq!(
+            parse_addr(":50051"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 50051)))
+        );
+        assert_eq!(
+            parse_addr("127.0.0.1:1"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 1)))
+        );
+        assert!(parse_addr("nonsense").is_err());
+        let config = Config {
+            preshared_keys: vec!["hunter2".into()],
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,205 @@
+"""The official SpiceDB Python client (PyPI `authzed`) against a running Trellis.
+
+Usage: python test_client.py HOST:PORT PRESHARED_KEY
+
+Covers: schema write/read, write, check, bulk check, read (server stream),
+delete, and error cases. Prints one line per case and a closing
+`N passed, M failed` line; exits non-zero on any failure.
+"""
+
+import sys
+import traceback
+
+import grpc
+from authzed.api.v1 import (
+    CheckBulkPermissionsRequest,
+    CheckBulkPermissionsRequestItem,
+    CheckPermissionRequest,
+    CheckPermissionResponse,
+    Consistency,
+    DeleteRelationshipsRequest,
+    ObjectReference,
+    ReadRelationshipsRequest,
+    ReadSchemaRequest,
+    Relationship,
+    RelationshipFilter,
+    RelationshipUpdate,
+    SubjectReference,
+    WriteRelationshipsRequest,
+    WriteSchemaRequest,
+)
+
+try:
+    from authzed.api.v1 import InsecureClient
+except ImportError:  # older clients
+    InsecureClient = None
+
+SCHEMA = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition document {
+    relation owner: user
+    relation viewer: user | group#member | user:*
+    relation banned: user
+    permission edit = owner
+    permission view = (viewer + edit) - banned
+}
+"""
+
+
+def client_for(endpoint, key):
+    if InsecureClient is not None:
+        return InsecureClient(endpoint, key)
+    from authzed.api.v1 import Client
+    from grpcutil import insecure_bearer_token_credentials
+
+    return Client(endpoint, insecure_bearer_token_credentials(key))
+
+
+def obj(t, i):
+    return ObjectReference(object_type=t, object_id=i)
+
+
+def subj(t, i, rel=""):
+    return SubjectReference(object=obj(t, i), optional_relation=rel)
+
+
+def touch(resource, relation, subject):
+    return RelationshipUpdate(
+        operation=RelationshipUpdate.Operation.OPERATION_TOUCH,
+        relationship=Relationship(resource=resource, relation=relation, subject=subject),
+    )
+
+
+FULL = Consistency(fully_consistent=True)
+
+
+def check(client, resource, permission, subject):
+    return client.CheckPermission(
+        CheckPermissionRequest(consistency=FULL, resource=resource, permission=permission, subject=subject)
+    ).permissionship
+
+
+def expect_error(code, fn):
+    try:
+        fn()
+    except grpc.RpcError as e:
+        assert e.code() == code, f"expected {code}, got {e.code()}: {e.details()}"
+        return e
+    raise AssertionError(f"expected {code}, but the call succeeded")
+
+
+def main():
+    endpoint, key = sys.argv[1], sys.argv[2]
+    client = client_for(endpoint, key)
+    HAS = CheckPermissionResponse.PERMISSIONSHIP_HAS_PERMISSION
+    NO = CheckPermissionResponse.PERMISSIONSHIP_NO_PERMISSION
+    cases = []
+
+    def case(fn):
+        cases.append(fn)
+        return fn
+
+    @case
+    def schema_write_and_read():
+        resp = client.WriteSchema(WriteSchemaRequest(schema=SCHEMA))
+        assert resp.written_at.token
+        text = client.ReadSchema(ReadSchemaRequest()).schema_text
+        assert "definition document {" in text and "permission view = (viewer + edit) - banned" in text, text
+
+    @case
+    def write_and_check():
+        resp = client.WriteRelationships(
+            WriteRelationshipsRequest(
+                updates=[
+                    touch(obj("document", "readme"), "owner", subj("user", "alice")),
+                    touch(obj("group", "eng"), "member", subj("user", "bob")),
+                    touch(obj("document", "readme"), "viewer", subj("group", "eng", "member")),
+                    touch(obj("document", "public"), "viewer", subj("user", "*")),
+                    touch(obj("document", "public"), "banned", subj("user", "mallory")),
+                ]
+            )
+        )
+        token = resp.written_at
+        assert check(client, obj("document", "readme"), "view", subj("user", "alice")) == HAS
+        assert check(client, obj("document", "readme"), "view", subj("user", "bob")) == HAS
+        assert check(client, obj("document", "readme"), "edit", subj("user", "bob")) == NO
+        assert check(client, obj("document", "public"), "view", subj("user", "anyone")) == HAS
+        assert check(client, obj("document", "public"), "view", subj("user", "mallory")) == NO
+        fresh = client.CheckPermission(
+            CheckPermissionRequest(
+                consistency=Consistency(at_least_as_fresh=token),
+                resource=obj("document", "readme"),
+                permission="view",
+                subject=subj("user", "bob"),
+            )
+        )
+        assert fresh.permissionship == HAS and fresh.checked_at.token
+
+    @case
+    def bulk_check_keeps_order_and_per_item_errors():
+        items = [
+            CheckBulkPermissionsRequestItem(resource=obj("document", "readme"), permission="view", subject=subj("user", "bob")),
+            CheckBulkPermissionsRequestItem(resource=obj("document", "readme"), permission="nosuch", subject=subj("user", "bob")),
+            CheckBulkPermissionsRequestItem(resource=obj("document", "readme"), permission="edit", subject=subj("user", "bob")),
+        ]
+        resp = client.CheckBulkPermissions(CheckBulkPermissionsRequest(consistency=FULL, items=items))
+        assert len(resp.pairs) == 3
+        assert resp.pairs[0].item.permissionship == HAS
+        assert resp.pairs[1].HasField("error") and resp.pairs[1].error.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        assert resp.pairs[2].item.permissionship == NO
+
+    @case
+    def read_relationships_streams_in_order():
+        got = [
+            (r.relationship.resource.object_id, r.relationship.relation, r.relationship.subject.object.object_id)
+            for r in client.ReadRelationships(
+                ReadRelationshipsRequest(consistency=FULL, relationship_filter=RelationshipFilter(resource_type="document"))
+            )
+        ]
+        assert got == sorted(got), got
+        assert ("readme", "owner", "alice") in got and len(got) == 4, got
+
+    @case
+    def delete_relationships():
+        resp = client.DeleteRelationships(
+            DeleteRelationshipsRequest(
+                relationship_filter=RelationshipFilter(resource_type="document", optional_resource_id="public")
+            )
+        )
+        assert resp.deleted_at.token
+        assert check(client, obj("document", "public"), "view", subj("user", "anyone")) == NO
+
+    @case
+    def errors_have_the_right_codes():
+        e = expect_error(grpc.StatusCode.INVALID_ARGUMENT, lambda: client.WriteSchema(WriteSchemaRequest(schema="definition {")))
+        assert e.details()
+        expect_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            lambda: check(client, obj("nosuchtype", "x"), "view", subj("user", "alice")),
+        )
+        expect_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            lambda: check(client, obj("document", "readme"), "view", subj("user", "*")),
+        )
+
+    passed = failed = 0
+    for fn in cases:
+        try:
+            fn()
+            print(f"ok     {fn.__name__}")
+            passed += 1
+        except Exception:  # noqa: BLE001 - every failure is reported, then counted
+            print(f"FAILED {fn.__name__}")
+            traceback.print_exc()
+            failed += 1
+    print(f"python client: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
