@@ -162,7 +162,17 @@ impl<R: Reader> Evaluation<'_, R> {
                     &rel.resource.object_id,
                     Membership::through(rel.caveat.as_ref()),
                 );
-            } else if !rs.is_object() {
+            }
+        }
+        // As SpiceDB does, subject sets are only explored for resources not
+        // already found directly: a cycle elsewhere must not turn a found
+        // answer into a depth error.
+        for rel in &rels {
+            let rs = &rel.subject;
+            let settled = found
+                .get(&rel.resource.object_id)
+                .is_some_and(Membership::is_member);
+            if !settled && !rs.is_object() && !rs.is_wildcard() && *rs != *subject {
                 sets.entry((rs.object.object_type.as_str(), rs.relation.as_str()))
                     .or_default()
                     .push(rel);
