@@ -117,7 +117,7 @@ class Gen:
         self.defs: list[Definition] = [Definition(USER)] + [Definition(n) for n in names]
         self.by_name = {d.name: d for d in self.defs}
         self.others = self.defs[1:]
-        self.caveat = r.choice(CAVEATS) if r.random() < 0.15 else None
+        self.caveat = r.choice(CAVEATS) if r.random() < 0.25 else None
         self.expiration = r.random() < 0.12
         self.cyclic = r.random() < 0.35
 

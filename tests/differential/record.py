@@ -5,10 +5,11 @@ For each seed (start-seed, start-seed+1, ...) until --count cases are recorded:
   1. generate.generate(seed) gives a schema, relationships and ~150 candidate checks;
   2. one fresh SpiceDB instance (tests/oracle, embedded memory datastore) gets the schema and the
      relationships; a schema SpiceDB rejects discards the seed (counted, with SpiceDB's message);
-  3. every candidate is checked with full consistency, --passes times (the later passes in
-     reverse order). A candidate whose answers differ between passes is dropped as *unstable*:
-     SpiceDB evaluates union/intersection/exclusion branches concurrently, so when one branch
-     hits the depth limit and another decides the result, which one arrives first is a race;
+  3. every candidate is checked with full consistency, --passes times (every other pass in
+     reverse order), or --depth-passes times when some check of the case hits the depth limit.
+     A candidate whose answers differ between passes is dropped as *unstable*: SpiceDB evaluates
+     union/intersection/exclusion branches concurrently, so when one branch hits the depth limit
+     and another decides the result, which one arrives first is a race;
   4. a seeded, balanced subset (about half true, errors and conditionals capped) becomes the case.
 Harness failures (the worker killed by the memory watchdog, timeouts) drop the affected checks,
 and a case with more than a few of them is dropped entirely; both are counted.
@@ -25,6 +26,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,8 +40,13 @@ import generate  # noqa: E402
 
 # Error codes that depend on timing or the harness rather than on the data: never recorded.
 UNRECORDABLE_CODES = {"DEADLINE_EXCEEDED", "CANCELLED", "UNAVAILABLE"}
-CHUNK = 25  # candidates per worker round trip; a killed worker loses at most one chunk
-MAX_HARNESS_FAILURES = 3  # per case, before the whole case is dropped
+CHUNK = 10  # candidates per worker round trip; a killed worker loses at most one chunk
+MAX_HARNESS_FAILURES = 2  # per case, before the whole case is dropped
+
+
+def is_depth_error(result) -> bool:
+    """A max-depth error, as an oracle result or as an `expected` value."""
+    return bool(result) and "error" in result and "max depth exceeded" in result["error"]["message"]
 
 
 def parse_check_strings(c: dict) -> dict:
@@ -61,115 +68,131 @@ def outcome(result: dict):
 
 
 class CaseDropped(Exception):
-    pass
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
 
 
 class Recorder:
-    def __init__(self, o: oracle.Oracle, passes: int):
+    """Records cases on one Oracle (one worker process). Not shared between threads."""
+
+    def __init__(self, o: oracle.Oracle, passes: int, depth_passes: int, case_budget: float):
         self.o = o
         self.passes = passes
-        self.stats = collections.Counter()
-        self.discarded: list[dict] = []
+        self.depth_passes = max(passes, depth_passes)
+        self.case_budget = case_budget
 
     def _fresh(self, case: dict):
         inst = self.o.instance()
         err = inst.write_schema(case["schema"])
         if err:
             inst.close()
-            raise CaseDropped(f"schema rejected: {err['code']}: {err['message']}")
+            raise CaseDropped("schema_rejected", f"schema rejected: {err['code']}: {err['message']}")
         if case["relationships"]:
             err = inst.write_relationships(case["relationships"])
             if err:
                 inst.close()
-                raise CaseDropped(f"relationships rejected: {err['code']}: {err['message']}")
+                raise CaseDropped("write_rejected", f"relationships rejected: {err['code']}: {err['message']}")
         return inst
 
-    def evaluate(self, case: dict) -> list[list[dict | None]]:
+    def evaluate(self, case: dict, stats: collections.Counter) -> list[list[dict | None]]:
         """Per candidate, one result per pass (None: harness failure)."""
         cands = [parse_check_strings(c) for c in case["candidates"]]
         results: list[list[dict | None]] = [[] for _ in cands]
         failures = 0
+        deadline = time.monotonic() + self.case_budget
+
+        def harness_failure() -> None:
+            nonlocal failures
+            failures += 1
+            if failures > MAX_HARNESS_FAILURES:
+                raise CaseDropped("harness_dropped",
+                                  f"more than {MAX_HARNESS_FAILURES} harness failures (watchdog or timeout)")
+
         inst = self._fresh(case)
         try:
-            for p in range(self.passes):
+            p = 0
+            while p < self.passes or (p < self.depth_passes and any(map(is_depth_error, sum(results, [])))):
                 order = list(range(len(cands)))
                 if p % 2 == 1:
                     order.reverse()
                 for start in range(0, len(order), CHUNK):
+                    if time.monotonic() > deadline:
+                        raise CaseDropped("harness_dropped", f"case took more than {self.case_budget:.0f}s")
                     idx = order[start:start + CHUNK]
                     try:
-                        got = inst.check([cands[i] for i in idx])
+                        got: list[dict | None] = inst.check([cands[i] for i in idx])
                     except oracle.OracleError:
                         # the worker died or timed out: redo this chunk one check at a time
-                        self.stats["worker_restarts"] += 1
+                        stats["worker_restarts"] += 1
+                        harness_failure()
                         got = []
                         for i in idx:
-                            if failures > MAX_HARNESS_FAILURES:
-                                got.append(None)
-                                continue
+                            inst.close()  # a no-op for an instance of a dead worker
+                            inst = self._fresh(case)
                             try:
-                                inst = self._fresh(case)
                                 got.append(inst.check([cands[i]])[0])
                             except oracle.OracleError:
-                                failures += 1
+                                stats["worker_restarts"] += 1
+                                harness_failure()
                                 got.append(None)
+                        inst.close()
                         inst = self._fresh(case)
                     for i, g in zip(idx, got):
                         results[i].append(g)
-                if failures > MAX_HARNESS_FAILURES:
-                    raise CaseDropped(f"more than {MAX_HARNESS_FAILURES} harness failures (watchdog/timeouts)")
+                p += 1
         finally:
             inst.close()
         return results
 
-    def record(self, seed: int) -> dict | None:
+    def record(self, seed: int) -> tuple[dict | None, collections.Counter, dict | None]:
+        """(case or None, stats of this seed, discard record or None)."""
+        stats: collections.Counter = collections.Counter()
         case = generate.generate(seed)
         try:
-            results = self.evaluate(case)
+            results = self.evaluate(case, stats)
         except CaseDropped as e:
-            reason = str(e)
-            kind = "schema_rejected" if reason.startswith("schema") else (
-                "write_rejected" if reason.startswith("relationships") else "harness_dropped")
-            self.stats[kind] += 1
-            self.discarded.append({"seed": seed, "kind": kind, "reason": reason})
-            return None
+            stats[e.kind] += 1
+            return None, stats, {"seed": seed, "kind": e.kind, "reason": str(e)}
 
-        buckets: dict[str, list[int]] = {"true": [], "false": [], "conditional": [], "error": []}
+        buckets: dict[str, list[int]] = {"true": [], "false": [], "conditional": [], "depth": [], "error": []}
         answers: dict[int, tuple] = {}
         for i, rs in enumerate(results):
             if any(r is None for r in rs):
-                self.stats["harness_failed_checks"] += 1
+                stats["harness_failed_checks"] += 1
                 continue
             outs = [outcome(r) for r in rs]
             if any(json.dumps(o, sort_keys=True) != json.dumps(outs[0], sort_keys=True) for o in outs[1:]):
-                self.stats["unstable_checks"] += 1
+                stats["unstable_checks"] += 1
                 continue
             exp, missing = outs[0]
             if isinstance(exp, dict) and exp["error"]["code"] in UNRECORDABLE_CODES:
-                self.stats["timing_errors"] += 1
+                stats["timing_errors"] += 1
                 continue
             answers[i] = (exp, missing)
-            kind = {"HAS_PERMISSION": "true", "NO_PERMISSION": "false",
-                    "CONDITIONAL_PERMISSION": "conditional"}.get(exp, "error") if isinstance(exp, str) else "error"
+            if isinstance(exp, dict):
+                kind = "depth" if is_depth_error(exp) else "error"
+            else:
+                kind = {"HAS_PERMISSION": "true", "NO_PERMISSION": "false", "CONDITIONAL_PERMISSION": "conditional"}[exp]
             buckets[kind].append(i)
 
+        # a balanced, seeded choice: about half true; depth errors, other errors (invalid requests)
+        # and conditionals capped; false fills the rest
         rng = random.Random(seed * 7919 + 17)
         n = min(case["target_checks"], len(answers))
-        quota = {
-            "true": n // 2,
-            "error": max(2, n // 5),
-            "conditional": max(2, n // 5),
-        }
+        quota = {"true": n // 2, "depth": max(2, n // 5), "error": 2, "conditional": max(2, n // 4)}
         chosen: list[int] = []
-        for kind in ("true", "error", "conditional"):
+        for kind in ("true", "depth", "error", "conditional"):
             pool = buckets[kind]
             chosen += rng.sample(pool, min(len(pool), quota[kind]))
-        rest = [i for i in buckets["false"]]
-        chosen += rng.sample(rest, min(len(rest), n - len(chosen)))
+        chosen += rng.sample(buckets["false"], min(len(buckets["false"]), n - len(chosen)))
         if len(chosen) < n:  # not enough falses: top up with whatever is left
-            left = [i for i in sorted(answers) if i not in set(chosen)]
-            chosen += rng.sample(left, n - len(chosen))
+            taken = set(chosen)
+            chosen += rng.sample([i for i in sorted(answers) if i not in taken], n - len(chosen))
         chosen.sort()
+        if not chosen:
+            stats["no_checks"] += 1
+            return None, stats, {"seed": seed, "kind": "no_checks", "reason": "no stable answers"}
 
         checks = []
         for i in chosen:
@@ -179,11 +202,8 @@ class Recorder:
             if missing:
                 c["missing_context"] = missing
             checks.append(c)
-        if not checks:
-            self.stats["no_checks"] += 1
-            self.discarded.append({"seed": seed, "kind": "no_checks", "reason": "no stable answers"})
-            return None
-        return {"seed": seed, "schema": case["schema"], "relationships": case["relationships"], "checks": checks}
+        return {"seed": seed, "schema": case["schema"], "relationships": case["relationships"],
+                "checks": checks}, stats, None
 
 
 def expected_kind(exp) -> str:
@@ -208,48 +228,109 @@ def main() -> int:
     p.add_argument("--start-seed", type=int, default=1, help="first seed (default 1)")
     p.add_argument("--out", type=Path, default=HERE / "cases.json")
     p.add_argument("--passes", type=int, default=2, help="evaluations per candidate; unstable ones are dropped")
-    p.add_argument("--max-rss-mb", type=int, default=int(os.environ.get("TRELLIS_ORACLE_MAX_RSS_MB", 3072)))
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds per oracle request (default 90)")
+    p.add_argument("--depth-passes", type=int, default=4,
+                   help="evaluations per candidate in cases where some check hits the depth limit (default 4)")
+    p.add_argument("--jobs", type=int, default=2, help="oracle worker processes in parallel (default 2)")
+    p.add_argument("--max-rss-mb", type=int, default=int(os.environ.get("TRELLIS_ORACLE_MAX_RSS_MB", 2048)),
+                   help="watchdog limit per worker (default 2048)")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds per oracle request (default 20)")
+    p.add_argument("--case-budget", type=float, default=120.0, help="seconds per case before it is dropped")
     p.add_argument("--discarded", type=Path, help="also write the discarded seeds with reasons (JSON)")
     args = p.parse_args()
 
     t0 = time.monotonic()
+    lock = threading.Lock()
+    done: dict[int, tuple] = {}  # seed -> (case, stats, discard)
+    next_seed = [args.start_seed]
+
+    def enough() -> bool:
+        """True once the seeds from start-seed on, without gaps, hold --count cases."""
+        n, s = 0, args.start_seed
+        while s in done:
+            n += done[s][0] is not None
+            if n >= args.count:
+                return True
+            s += 1
+        return False
+
+    in_flight: set[int] = set()
+    elapsed: dict[int, float] = {}
+
+    def worker() -> None:
+        with oracle.Oracle(max_rss_mb=args.max_rss_mb, timeout=args.timeout) as o:
+            rec = Recorder(o, args.passes, args.depth_passes, args.case_budget)
+            while True:
+                with lock:
+                    if enough():
+                        return
+                    accepted = sum(r[0] is not None for r in done.values())
+                    busy = accepted + len(in_flight) >= args.count  # wait: an in-flight seed may fail
+                    if not busy:
+                        seed = next_seed[0]
+                        next_seed[0] += 1
+                        in_flight.add(seed)
+                if busy:
+                    time.sleep(0.2)
+                    continue
+                started = time.monotonic()
+                result = rec.record(seed)
+                with lock:
+                    in_flight.discard(seed)
+                    elapsed[seed] = time.monotonic() - started
+                    done[seed] = result
+                    if len(done) % 50 == 0:
+                        print(f"  {len(done)} seeds, {sum(r[0] is not None for r in done.values())} cases, "
+                              f"{time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # keep exactly the first --count cases in seed order; totals cover only the seeds used
     cases: list[dict] = []
+    stats: collections.Counter = collections.Counter()
+    discarded: list[dict] = []
     seed = args.start_seed
-    with oracle.Oracle(max_rss_mb=args.max_rss_mb, timeout=args.timeout) as o:
-        rec = Recorder(o, args.passes)
-        while len(cases) < args.count:
-            case = rec.record(seed)
-            if case is not None:
-                cases.append(case)
-            seed += 1
-            if seed % 50 == 0:
-                print(f"  seed {seed}: {len(cases)} cases, {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+    while len(cases) < args.count:
+        case, st, disc = done[seed]
+        stats.update(st)
+        if case is not None:
+            cases.append(case)
+        if disc is not None:
+            discarded.append(disc)
+        seed += 1
     last_seed = seed - 1
     write_cases(args.out, cases)
     if args.discarded:
-        args.discarded.write_text(json.dumps(rec.discarded, indent=1) + "\n")
+        args.discarded.write_text(json.dumps(discarded, indent=1) + "\n")
 
     mix = collections.Counter(expected_kind(c["expected"]) for case in cases for c in case["checks"])
     n_checks = sum(mix.values())
     errors = sum(v for k, v in mix.items() if k.startswith("error:"))
-    st = rec.stats
-    cmd = " ".join(["python3", "tests/differential/record.py", f"--count {args.count}",
-                    f"--start-seed {args.start_seed}"]
-                   + ([f"--passes {args.passes}"] if args.passes != 2 else [])
-                   + ([f"--out {args.out}"] if args.out != HERE / "cases.json" else []))
-    print(f"command: {cmd}")
+    cmd = ["python3", "tests/differential/record.py", f"--count {args.count}", f"--start-seed {args.start_seed}"]
+    if args.passes != 2:
+        cmd.append(f"--passes {args.passes}")
+    if args.depth_passes != 4:
+        cmd.append(f"--depth-passes {args.depth_passes}")
+    if args.out != HERE / "cases.json":
+        cmd.append(f"--out {args.out}")
+    print(f"command: {' '.join(cmd)}")
     print(f"seeds {args.start_seed}..{last_seed}: {len(cases)} cases, {n_checks} checks "
           f"({os.path.getsize(args.out) / 1e6:.2f} MB) in {time.monotonic() - t0:.0f}s")
     print(f"answers: true {mix['HAS_PERMISSION']}, false {mix['NO_PERMISSION']}, "
           f"conditional {mix['CONDITIONAL_PERMISSION']}, error {errors} "
           + "(" + ", ".join(f"{k[6:]} {v}" for k, v in sorted(mix.items()) if k.startswith("error:")) + ")")
-    print(f"discarded seeds: schema rejected {st['schema_rejected']}, relationships rejected {st['write_rejected']}, "
-          f"harness failures {st['harness_dropped']}, no stable checks {st['no_checks']}")
-    print(f"dropped checks: unstable {st['unstable_checks']}, harness failures {st['harness_failed_checks']}, "
-          f"timing errors {st['timing_errors']}; worker restarts {st['worker_restarts']}")
-    reasons = collections.Counter(d["reason"].split("\n")[0][:160] for d in rec.discarded)
-    for reason, k in reasons.most_common(8):
+    print(f"discarded seeds: schema rejected {stats['schema_rejected']}, relationships rejected "
+          f"{stats['write_rejected']}, harness failures {stats['harness_dropped']}, no stable checks {stats['no_checks']}")
+    print(f"dropped checks: unstable {stats['unstable_checks']}, harness failures {stats['harness_failed_checks']}, "
+          f"timing errors {stats['timing_errors']}; worker restarts {stats['worker_restarts']}")
+    slow = sorted((s for s in elapsed if s <= last_seed and elapsed[s] > 10), key=lambda s: -elapsed[s])
+    if slow:
+        print("slowest seeds: " + ", ".join(f"{s} ({elapsed[s]:.0f}s)" for s in slow[:10]))
+    reasons = collections.Counter(d["reason"].split("\n")[0][:160] for d in discarded)
+    for reason, k in reasons.most_common(10):
         print(f"  {k} x {reason}")
     return 0
 
