@@ -7,3 +7,4 @@
 //! outside `api/` sees a proto type.
 
 pub mod proto;
+pub mod status;
