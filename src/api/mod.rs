@@ -6,6 +6,7 @@
 //! `service` (its error type) and `schema` (diagnostic positions); nothing
 //! outside `api/` sees a proto type.
 
+pub mod convert;
 pub mod proto;
 pub mod status;
 pub mod zedtoken;
