@@ -9,4 +9,5 @@
 pub mod convert;
 pub mod proto;
 pub mod status;
+pub mod validate;
 pub mod zedtoken;
