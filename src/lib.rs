@@ -4,6 +4,7 @@
 // pest_derive without its `std` feature names `alloc` from the crate root.
 extern crate alloc;
 
+pub mod api;
 pub mod config;
 pub mod datastore;
 pub mod dispatch;

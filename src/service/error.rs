@@ -28,7 +28,7 @@ pub enum ServiceError {
     #[error("{message}")]
     SchemaWouldOrphan { message: String },
     /// ReadSchema before any schema was written (NOT_FOUND).
-    #[error("no schema has been defined")]
+    #[error("no schema has been defined; please call WriteSchema to start")]
     SchemaNotFound,
     /// FAILED_PRECONDITION / UNKNOWN_DEFINITION
     #[error("object definition `{definition}` not found")]
@@ -89,9 +89,10 @@ pub enum ServiceError {
         "found more than {limit} relationships to be deleted and partial deletion was not requested"
     )]
     TooManyToDelete { limit: usize },
-    /// INVALID_ARGUMENT / INVALID_FILTER
-    #[error("{message}")]
-    InvalidFilter { message: String },
+    /// INVALID_ARGUMENT / INVALID_FILTER; `filter` is the offending filter in
+    /// protobuf text form (SpiceDB's `filter` metadata).
+    #[error("the relationship filter provided is not valid: {message}")]
+    InvalidFilter { message: String, filter: String },
     /// INVALID_ARGUMENT / WILDCARD_NOT_ALLOWED
     #[error("wildcard subjects are not allowed in {field}")]
     WildcardNotAllowed { field: String },
@@ -126,12 +127,32 @@ pub enum ServiceError {
     /// UNIMPLEMENTED
     #[error("{what} is not implemented")]
     Unimplemented { what: String },
-    /// DEADLINE_EXCEEDED / CANCELLED
+    /// CANCELLED (DEADLINE_EXCEEDED is `DeadlineExceeded`)
     #[error("request cancelled or deadline exceeded")]
     Cancelled,
     /// INTERNAL; the message is logged, the client sees a generic text.
     #[error("internal error: {message}")]
     Internal { message: String },
+    /// UNAVAILABLE / SERVICE_READ_ONLY: the datastore is in read-only mode.
+    #[error("service read-only")]
+    ServiceReadOnly,
+    /// INVALID_ARGUMENT / CAVEAT_EVALUATION_ERROR: a caveat expression failed
+    /// at run time (e.g. a missing map key, an overflow).
+    #[error("evaluation error for caveat {caveat}: {message}")]
+    CaveatEvaluation { caveat: String, message: String },
+    /// UNKNOWN (SpiceDB sends a plain error): an `at_exact_snapshot` token
+    /// issued by another datastore, whose revision means nothing here.
+    #[error(
+        "ZedToken specified references a different datastore instance but at-exact-snapshot was requested"
+    )]
+    ZedTokenFromOtherDatastore,
+    /// DEADLINE_EXCEEDED
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// INVALID_ARGUMENT / UNKNOWN_RELATION_OR_PERMISSION: DependentRelations
+    /// asked about a relation rather than a permission.
+    #[error("the relation `{relation}` is not a permission")]
+    NotAPermission { relation: String },
 }
 
 fn describe_precondition(p: &Precondition) -> String {

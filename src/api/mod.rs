@@ -1,0 +1,13 @@
+//! The public gRPC API, `authzed.api.v1`, wire-compatible with SpiceDB: the
+//! generated types (`proto`), the one mapping from `ServiceError` to a gRPC
+//! status (`status`), ZedTokens (`zedtoken`), proto ↔ model conversion
+//! (`convert`) and SpiceDB's request validation (`validate`). Handlers are
+//! thin: validate → convert → `service` → convert. Depends on `model`,
+//! `service` (its error type) and `schema` (diagnostic positions); nothing
+//! outside `api/` sees a proto type.
+
+pub mod convert;
+pub mod proto;
+pub mod status;
+pub mod validate;
+pub mod zedtoken;
