@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod graph;
 pub mod model;
 pub mod schema;
+pub mod server;
 pub mod service;
 pub mod validationfile;
 pub mod workload;

@@ -6,7 +6,9 @@
 //! `service` (its error type) and `schema` (diagnostic positions); nothing
 //! outside `api/` sees a proto type.
 
+pub mod auth;
 pub mod convert;
+pub mod handlers;
 pub mod proto;
 pub mod status;
 pub mod validate;

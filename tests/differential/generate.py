@@ -290,14 +290,16 @@ class Gen:
 
     def relationships(self) -> list[str]:
         r = self.rng
-        slots = [(d, rel, e) for d in self.others for rel in d.relations for e in d.entries[rel]]
+        # caveated entries are favoured so that caveat cases have enough conditional answers
+        slots = [(3.0 if e.caveat else 1.0, (d, rel, e))
+                 for d in self.others for rel in d.relations for e in d.entries[rel]]
         want = r.randint(5, 30)
         out: list[str] = []
         seen: set = set()
-        for _ in range(want * 6):
+        for attempt in range(want * 20):
             if len(out) >= want:
                 break
-            d, rel, e = r.choice(slots)
+            d, rel, e = weighted(r, slots)
             rid = r.choice(self.obj_ids[d.name])
             if e.wildcard:
                 sid = "*"
@@ -305,8 +307,9 @@ class Gen:
                 sid = r.choice(self.user_ids)
             else:
                 sid = r.choice(self.obj_ids[e.typ])
-                if not self.cyclic and self.rank[(d.name, rid)] >= self.rank[(e.typ, sid)]:
-                    continue
+                if not self.cyclic and self.rank[(d.name, rid)] >= self.rank[(e.typ, sid)] and (
+                        attempt < want * 10 or len(out) >= 5):
+                    continue  # (after many attempts, a case still short of 5 may get a cycle)
             key = (d.name, rid, rel, e.typ, sid, e.relation or "")
             if key in seen:
                 continue
@@ -369,7 +372,7 @@ class Gen:
                 else:
                     subj = f"missing:{r.choice(users)}"
             check: dict = {"resource": res, "permission": perm, "subject": subj}
-            if self.caveat and r.random() < 0.5:
+            if self.caveat and r.random() < 0.6:
                 ctx = r.choice(self.caveat["request"])
                 if ctx is not None:
                     check["context"] = ctx

@@ -1,0 +1,148 @@
+//! The composition root: builds the datastore, the dispatcher chain and the
+//! services, loads bootstrap files, and serves the public gRPC API (plus
+//! health and reflection) until shutdown. Nothing depends on this module
+//! but `main`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::auth::PresharedKeys;
+use crate::api::handlers::Api;
+use crate::api::proto::{self, v1};
+use crate::config::Config;
+use crate::datastore::Datastore;
+use crate::datastore::schema_cache::SchemaCache;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::local::LocalDispatcher;
+use crate::service::{Limits, Services};
+use crate::validationfile;
+
+/// Builds the services over `datastore` with a standalone local dispatcher.
+pub fn services<D: Datastore>(datastore: Arc<D>, limits: Limits) -> Arc<Services<D>> {
+    let schemas = Arc::new(SchemaCache::new());
+    let dispatcher: Arc<dyn Dispatcher> =
+        LocalDispatcher::standalone(datastore.clone(), schemas.clone());
+    Arc::new(Services::new(datastore, schemas, dispatcher, limits))
+}
+
+/// Loads `--datastore-bootstrap-files`: validation YAML (schema and
+/// relationships) or plain schema files.
+pub async fn bootstrap<D: Datastore>(
+    services: &Services<D>,
+    config: &Config,
+) -> anyhow::Result<()> {
+    for path in &config.bootstrap_files {
+        if validationfile::is_validation_file(path) {
+            let loaded = validationfile::load(path)?;
+            let report = services.run_validation_file(&loaded).await;
+            // Bootstrap loads data; assertion outcomes are the validator's business.
+            if let Some(failure) = report.failures.iter().find(|f| {
+                f.message.starts_with("schema")
+                    || f.message.starts_with("relationships")
+                    || f.message.contains("invalid relationship")
+            }) {
+                anyhow::bail!("bootstrap file {}: {failure}", path.display());
+            }
+        } else {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            services
+                .write_schema(&text)
+                .await
+                .with_context(|| format!("bootstrap schema {}", path.display()))?;
+        }
+        tracing::info!(file = %path.display(), "loaded bootstrap file");
+    }
+    Ok(())
+}
+
+/// Serves the public API on `listener` until `shutdown` resolves, then
+/// lets in-flight calls finish (up to the configured grace period).
+pub async fn run<D: Datastore>(
+    datastore: Arc<D>,
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let services = services(datastore, Limits::default());
+    bootstrap(&services, &config).await?;
+
+    let keys = PresharedKeys::new(&config.preshared_keys);
+    let authenticate = move |request: tonic::Request<()>| match &keys {
+        Some(keys) => keys.check(request),
+        None => Ok(request),
+    };
+    let permissions = v1::permissions_service_server::PermissionsServiceServer::with_interceptor(
+        Api::new(services.clone()),
+        authenticate.clone(),
+    );
+    let schema = v1::schema_service_server::SchemaServiceServer::with_interceptor(
+        Api::new(services.clone()),
+        authenticate,
+    );
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<v1::permissions_service_server::PermissionsServiceServer<Api<D>>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::schema_service_server::SchemaServiceServer<Api<D>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, engine = ?config.datastore_engine, "serving authzed.api.v1");
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = config.shutdown_grace;
+    let server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(permissions)
+        .add_service(schema)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: draining in-flight calls");
+                let _ = drained_tx.send(());
+            },
+        );
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("serving gRPC")?,
+        _ = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace = ?grace, "in-flight calls did not finish within the grace period"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
