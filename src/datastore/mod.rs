@@ -13,6 +13,10 @@
 //!   relationships written under it are read at one revision;
 //! - a change feed lists committed changes after a revision (Watch).
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
+pub mod memory;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
