@@ -178,7 +178,6 @@ impl Inner {
     /// Stores new versions (not yet indexed); returns their slots in order.
     fn add_versions(&self, create: &[Relationship], revision: u64) -> DatastoreResult<Vec<u32>> {
         let mut slots = Vec::with_capacity(create.len());
-        self.write()?.store.reserve(create.len());
         for chunk in create.chunks(APPLY_CHUNK) {
             let mut state = self.write()?;
             slots.extend(chunk.iter().map(|rel| state.store.add(rel, revision)));

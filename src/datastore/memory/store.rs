@@ -129,19 +129,62 @@ impl<'a> KeyRef<'a> {
     }
 }
 
+/// Records per slab page: 160 KiB pages grow the slab without ever
+/// copying it (one big `Vec` would copy everything on each growth and, in
+/// the heap, leave the old block resident as a hole).
+const PAGE: usize = 4096;
+
+/// The records, addressed by slot, in fixed-size pages.
+#[derive(Debug, Default)]
+struct Slab {
+    pages: Vec<Vec<Record>>,
+    len: usize,
+}
+
+impl Slab {
+    fn get(&self, slot: u32) -> &Record {
+        let slot = slot as usize;
+        &self.pages[slot / PAGE][slot % PAGE]
+    }
+
+    fn get_mut(&mut self, slot: u32) -> &mut Record {
+        let slot = slot as usize;
+        &mut self.pages[slot / PAGE][slot % PAGE]
+    }
+
+    /// Appends a record; returns its slot (the caller keeps slots below
+    /// `MAX_SLOTS`).
+    fn push(&mut self, record: Record) -> u32 {
+        match self.pages.last_mut() {
+            Some(page) if page.len() < PAGE => page.push(record),
+            _ => {
+                let mut page = Vec::with_capacity(PAGE);
+                page.push(record);
+                self.pages.push(page);
+            }
+        }
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// Records, strings and attributes: everything needed to order and read a
 /// slot. Kept apart from the indexes so an index can be changed while its
 /// comparator borrows this.
 #[derive(Debug, Default)]
 pub struct Table {
     pub interner: Interner,
-    records: Vec<Record>,
+    records: Slab,
     attrs: HashMap<u32, Attrs>,
 }
 
 impl Table {
     pub fn record(&self, slot: u32) -> &Record {
-        &self.records[slot as usize]
+        self.records.get(slot)
     }
 
     pub fn str(&self, id: u32) -> &str {
@@ -329,12 +372,6 @@ impl Store {
         self.versions().saturating_add(extra) < MAX_SLOTS
     }
 
-    /// Reserves slab room for `extra` more versions.
-    pub fn reserve(&mut self, extra: usize) {
-        let fresh = extra.saturating_sub(self.free.len());
-        self.table.records.reserve_exact(fresh);
-    }
-
     /// The forward index of a resource type and relation.
     pub fn forward(&self, resource_type: u32, relation: u32) -> Option<&SortedIndex> {
         self.indexes.forward.get(&(resource_type, relation))
@@ -391,13 +428,10 @@ impl Store {
         };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.table.records[slot as usize] = record;
+                *self.table.records.get_mut(slot) = record;
                 slot
             }
-            None => {
-                self.table.records.push(record);
-                (self.table.records.len() - 1) as u32
-            }
+            None => self.table.records.push(record),
         };
         if has_attrs {
             let attrs = Attrs {
@@ -414,7 +448,7 @@ impl Store {
 
     /// Marks the version in `slot` deleted at `revision`.
     pub fn mark_deleted(&mut self, slot: u32, revision: u64) {
-        self.table.records[slot as usize].deleted = revision;
+        self.table.records.get_mut(slot).deleted = revision;
     }
 
     /// Adds a stored version to both indexes.
@@ -519,7 +553,7 @@ impl Store {
         ] {
             self.table.interner.release(id);
         }
-        self.table.records[slot as usize].created = FREE;
+        self.table.records.get_mut(slot).created = FREE;
         self.free.push(slot);
     }
 

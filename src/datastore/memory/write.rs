@@ -86,7 +86,7 @@ pub fn plan_write(state: &State, batch: WriteBatch, now: SystemTime) -> Datastor
 /// Plans a bulk load: every relationship is new, none twice.
 pub fn plan_bulk(
     state: &State,
-    relationships: Vec<Relationship>,
+    mut relationships: Vec<Relationship>,
     metadata: TransactionMetadata,
     now: SystemTime,
 ) -> DatastoreResult<Plan> {
@@ -118,12 +118,8 @@ pub fn plan_bulk(
             plan.retire.push(slot);
         }
     }
-    let mut relationships: Vec<Option<Relationship>> =
-        relationships.into_iter().map(Some).collect();
-    plan.create = order
-        .iter()
-        .filter_map(|&i| relationships[i as usize].take())
-        .collect();
+    permute(&mut relationships, &mut order);
+    plan.create = relationships;
     plan.changes = (0..plan.create.len()).map(Planned::Touch).collect();
     Ok(plan)
 }
@@ -220,6 +216,40 @@ fn plan_updates(
     Ok(())
 }
 
+/// Reorders `items` so that `items[k]` becomes the old `items[order[k]]`,
+/// in place (a bulk load's batch can be large; no second copy of it).
+/// Consumes `order`.
+fn permute<T>(items: &mut [T], order: &mut [u32]) {
+    const DONE: u32 = u32::MAX;
+    for start in 0..items.len() {
+        // Follow the cycle through `start`, carrying the old `items[start]`
+        // along until the position that wants it.
+        let mut k = start;
+        while order[k] != DONE {
+            let source = order[k] as usize;
+            order[k] = DONE;
+            if source == start {
+                break;
+            }
+            items.swap(k, source);
+            k = source;
+        }
+    }
+}
+
 fn full() -> DatastoreError {
     DatastoreError::Unavailable("the memory datastore holds its maximum of 2^31 versions".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permutes_in_place() {
+        let mut items = vec!['a', 'b', 'c', 'd', 'e', 'f'];
+        let mut order = vec![3, 0, 4, 1, 2, 5];
+        permute(&mut items, &mut order);
+        assert_eq!(items, vec!['d', 'a', 'e', 'b', 'c', 'f']);
+    }
 }
