@@ -93,16 +93,15 @@ impl Store {
         };
         let after = after.map(KeyRef::of);
         let mut out = Vec::new();
-        let runs = match Path::of(filter) {
-            Path::Forward => self.forward_runs(&resolved, after.as_ref(), limit, at, &mut out),
-            Path::ReverseById => self.reverse_runs(&resolved, after.as_ref(), limit, at, &mut out),
-            Path::ReverseAll => {
-                self.reverse_runs(&resolved, after.as_ref(), usize::MAX, at, &mut out);
-                usize::MAX
-            }
-            Path::Scan => self.scan_runs(&resolved, after.as_ref(), limit, at, &mut out),
+        let path = Path::of(filter);
+        let after = after.as_ref();
+        let runs = match path {
+            Path::Forward => self.forward_runs(&resolved, after, limit, at, &mut out),
+            Path::ReverseById => self.reverse_runs(&resolved, after, limit, at, &mut out),
+            Path::ReverseAll => self.reverse_runs(&resolved, after, usize::MAX, at, &mut out),
+            Path::Scan => self.scan_runs(&resolved, after, limit, at, &mut out),
         };
-        self.finish(out, runs, limit)
+        self.finish(out, runs <= 1 && path.resumable(), limit)
     }
 
     /// The visible relationships of `resource_type:id#relation` for each
@@ -199,7 +198,7 @@ impl Store {
                 runs += 1;
             }
         }
-        self.finish(out, runs, limit)
+        self.finish(out, runs <= 1, limit)
     }
 
     /// The live (not deleted) version of `key` at head, expired or not.
@@ -410,10 +409,10 @@ impl Store {
         }
     }
 
-    /// Merges what several runs returned into key order, then applies the
-    /// limit. One run is already in order.
-    fn finish(&self, mut out: Vec<u32>, runs: usize, limit: usize) -> Vec<u32> {
-        if runs > 1 {
+    /// Puts what the runs returned into key order (unless one ordered run
+    /// returned it all), then applies the limit.
+    fn finish(&self, mut out: Vec<u32>, in_order: bool, limit: usize) -> Vec<u32> {
+        if !in_order {
             let table = &self.table;
             out.sort_unstable_by(|&a, &b| table.key_cmp(a, b));
         }
