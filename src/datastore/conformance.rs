@@ -7,6 +7,7 @@
 //! Compiled for tests, and for other crates' tests with the `test-support`
 //! feature (PostgreSQL's run lives in `tests/`, against a real server).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,9 +17,9 @@ use super::{
     RevisionConfig, StoredSchema, TransactionMetadata, WriteBatch, WriteOutcome,
 };
 use crate::model::{
-    ContextualizedCaveat, ELLIPSIS, Precondition, PreconditionKind, Relationship,
-    RelationshipFilter, RelationshipUpdate, Revision, SubjectFilter, UpdateOperation,
-    parse_relationship,
+    ContextualizedCaveat, ELLIPSIS, ObjectRef, Precondition, PreconditionKind, Relationship,
+    RelationshipFilter, RelationshipKey, RelationshipUpdate, Revision, SubjectFilter, SubjectRef,
+    UpdateOperation, parse_relationship,
 };
 
 /// Builds a fresh, empty datastore for one test.
@@ -86,6 +87,7 @@ macro_rules! datastore_conformance_tests {
             gc_keeps_what_readers_see,
             gc_reclaims_expired_relationships,
             gc_truncates_the_change_feed,
+            matches_a_reference_model,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1217,5 +1219,277 @@ pub async fn gc_truncates_the_change_feed<F: DatastoreFactory>(factory: &F) {
     assert_eq!(
         feed[0].changes,
         vec![Change::Touch(rel("doc:c#viewer@user:x"))]
+    );
+}
+
+// ---- differential test against a reference model ----
+
+/// splitmix64: a deterministic stream, so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+type Model = BTreeMap<RelationshipKey, Relationship>;
+
+const MODEL_TYPES: &[&str] = &["doc", "folder"];
+const MODEL_RELATIONS: &[&str] = &["owner", "viewer"];
+
+fn model_resource_id(rng: &mut Rng) -> String {
+    // Shared prefixes ("a1", "a10", "a100") exercise prefix filters.
+    let prefix = rng.pick(&["a", "b", "ab"]);
+    format!("{prefix}{}", rng.below(150))
+}
+
+fn model_subject(rng: &mut Rng) -> SubjectRef {
+    match rng.below(10) {
+        0 => SubjectRef::object("user", "*"),
+        1 => SubjectRef::set("group", format!("g{}", rng.below(4)), "member"),
+        2 => SubjectRef::object("group", format!("g{}", rng.below(4))),
+        _ => SubjectRef::object("user", format!("u{}", rng.below(12))),
+    }
+}
+
+fn model_relationship(rng: &mut Rng) -> Relationship {
+    Relationship {
+        resource: ObjectRef::new(rng.pick(MODEL_TYPES), model_resource_id(rng)),
+        relation: rng.pick(MODEL_RELATIONS).into(),
+        subject: model_subject(rng),
+        caveat: None,
+        expires_at: None,
+    }
+}
+
+fn model_filter(rng: &mut Rng) -> RelationshipFilter {
+    let mut filter = RelationshipFilter::default();
+    if rng.chance(75) {
+        filter.resource_type = Some(rng.pick(MODEL_TYPES).into());
+        match rng.below(3) {
+            0 => filter.resource_id = Some(model_resource_id(rng)),
+            1 => filter.resource_id_prefix = Some(rng.pick(&["a", "a1", "ab", "b12"]).into()),
+            _ => {}
+        }
+    }
+    if rng.chance(40) {
+        filter.relation = Some(rng.pick(MODEL_RELATIONS).into());
+    }
+    if filter.resource_type.is_none() || rng.chance(30) {
+        let subject = model_subject(rng);
+        filter.subject = Some(SubjectFilter {
+            subject_type: subject.object.object_type,
+            subject_id: rng.chance(70).then_some(subject.object.object_id),
+            relation: rng.chance(50).then_some(subject.relation),
+        });
+    }
+    filter
+}
+
+fn model_query(model: &Model, filter: &RelationshipFilter) -> Vec<String> {
+    let found: Vec<Relationship> = model
+        .iter()
+        .filter(|(key, _)| filter.matches(key))
+        .map(|(_, rel)| rel.clone())
+        .collect();
+    texts(&found)
+}
+
+/// Applies one random write to the datastore and the model alike.
+async fn model_write<D: Datastore>(ds: &D, model: &mut Model, rng: &mut Rng) {
+    if rng.chance(15) {
+        let mut seen = BTreeMap::new();
+        for _ in 0..rng.below(1200) {
+            let rel = model_relationship(rng);
+            if !model.contains_key(&rel.key()) {
+                seen.insert(rel.key(), rel);
+            }
+        }
+        let rels: Vec<Relationship> = seen.values().cloned().collect();
+        ds.bulk_load(rels, TransactionMetadata::new())
+            .await
+            .expect("bulk load of new relationships");
+        model.extend(seen);
+        return;
+    }
+    if rng.chance(10) {
+        let filter = model_filter(rng);
+        let matching: Vec<RelationshipKey> = model
+            .keys()
+            .filter(|key| filter.matches(key))
+            .cloned()
+            .collect();
+        let limit = (!rng.chance(10)).then(|| rng.below(60));
+        let outcome = ds.write(delete_batch(filter, limit, true)).await;
+        let outcome = outcome.expect("partial delete by filter");
+        let deleted = limit.map_or(matching.len(), |l| l.min(matching.len()));
+        assert_eq!(outcome.deleted_by_filter, deleted);
+        for key in &matching[..deleted] {
+            model.remove(key);
+        }
+        return;
+    }
+    let mut batch = WriteBatch::default();
+    let mut next = model.clone();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut conflict = false;
+    for _ in 0..1 + rng.below(30) {
+        let rel = model_relationship(rng);
+        if !keys.insert(rel.key()) {
+            continue;
+        }
+        let operation = match rng.below(3) {
+            0 => UpdateOperation::Create,
+            1 => UpdateOperation::Touch,
+            _ => UpdateOperation::Delete,
+        };
+        match operation {
+            UpdateOperation::Create => {
+                conflict |= next.insert(rel.key(), rel.clone()).is_some();
+            }
+            UpdateOperation::Touch => {
+                next.insert(rel.key(), rel.clone());
+            }
+            UpdateOperation::Delete => {
+                next.remove(&rel.key());
+            }
+        }
+        batch.updates.push(RelationshipUpdate {
+            operation,
+            relationship: rel,
+        });
+    }
+    match ds.write(batch).await {
+        Ok(_) => {
+            assert!(!conflict, "a CREATE of an existing relationship succeeded");
+            *model = next;
+        }
+        Err(DatastoreError::AlreadyExists(_)) => assert!(conflict),
+        Err(other) => panic!("unexpected write error: {other}"),
+    }
+}
+
+/// Checks one random read of a past revision against the model.
+async fn model_check<R: Reader>(reader: &R, model: &Model, rng: &mut Rng) {
+    let filter = model_filter(rng);
+    let expected = model_query(model, &filter);
+    assert_eq!(read(reader, &filter).await, expected, "filter {filter:?}");
+    let limit = 1 + rng.below(40);
+    let mut after = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = Page {
+            after: after.clone(),
+            limit: Some(limit),
+        };
+        let rels = reader.query(&filter, &page).await.expect("query page");
+        after = rels.last().map(Relationship::key);
+        paged.extend(texts(&rels));
+        if rels.len() < limit {
+            break;
+        }
+    }
+    assert_eq!(paged, expected, "pages of {limit}, filter {filter:?}");
+
+    let subject = model_subject(rng);
+    let query = ReverseQuery {
+        subject_type: subject.object.object_type.clone(),
+        subject_ids: (0..1 + rng.below(3))
+            .map(|_| model_subject(rng).object.object_id)
+            .collect(),
+        subject_relation: rng.chance(50).then(|| subject.relation.clone()),
+        resource_type: rng.pick(MODEL_TYPES).into(),
+        resource_relation: rng.pick(MODEL_RELATIONS).into(),
+    };
+    let expected: Vec<String> = model
+        .values()
+        .filter(|rel| {
+            rel.resource.object_type == query.resource_type
+                && rel.relation == query.resource_relation
+                && rel.subject.object.object_type == query.subject_type
+                && query.subject_ids.contains(&rel.subject.object.object_id)
+                && query
+                    .subject_relation
+                    .as_ref()
+                    .is_none_or(|r| *r == rel.subject.relation)
+        })
+        .map(ToString::to_string)
+        .collect();
+    let page = Page {
+        after: None,
+        limit: Some(limit),
+    };
+    let got = reader.query_subjects(&query, &page).await;
+    let got = texts(&got.expect("query_subjects"));
+    let want = &expected[..limit.min(expected.len())];
+    assert_eq!(got, want, "{query:?}");
+
+    let resource_type = rng.pick(MODEL_TYPES);
+    let relation = rng.pick(MODEL_RELATIONS);
+    let ids: Vec<String> = (0..rng.below(6)).map(|_| model_resource_id(rng)).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut got = texts(
+        &reader
+            .query_resources(resource_type, &id_refs, relation, &["user"])
+            .await
+            .expect("query_resources"),
+    );
+    got.sort();
+    let mut expected: Vec<String> = model
+        .values()
+        .filter(|rel| {
+            rel.resource.object_type == resource_type
+                && rel.relation == relation
+                && ids.contains(&rel.resource.object_id)
+                && rel.subject.object.object_type == "user"
+        })
+        .map(ToString::to_string)
+        .collect();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "query_resources {resource_type} {ids:?} {relation}"
+    );
+}
+
+/// Random writes (sized to split and merge index chunks), each followed by
+/// random reads at a random earlier revision, all checked against a plain
+/// map of the expected state per revision.
+pub async fn matches_a_reference_model<F: DatastoreFactory>(factory: &F) {
+    let Fixture { ds, .. } = fixture(factory).await;
+    let mut rng = Rng(0x007E_E115);
+    let mut model = Model::new();
+    // A bounded sample of past revisions and their expected states.
+    let mut history = vec![(head(&ds).await, model.clone())];
+    for _ in 0..120 {
+        model_write(&ds, &mut model, &mut rng).await;
+        if history.len() == 8 {
+            history.remove(rng.below(history.len()));
+        }
+        history.push((head(&ds).await, model.clone()));
+        let (revision, past) = &history[rng.below(history.len())];
+        model_check(&ds.snapshot(*revision), past, &mut rng).await;
+    }
+    assert!(
+        model.len() > 3000,
+        "the run grew to {} relationships",
+        model.len()
     );
 }
