@@ -13,6 +13,9 @@
 //!   relationships written under it are read at one revision;
 //! - a change feed lists committed changes after a revision (Watch).
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
+pub mod memory;
 pub mod schema_cache;
 
 use std::future::Future;
@@ -33,6 +36,7 @@ pub enum DatastoreError {
     #[error("precondition {index} failed")]
     PreconditionFailed { index: usize },
     /// A CREATE (or bulk import) of a relationship that already exists.
+    /// Boxed so every `DatastoreResult` stays small (a key is 144 bytes).
     #[error("relationship {0} already exists")]
     AlreadyExists(Box<RelationshipKey>),
     /// A delete by filter would remove more than its limit, and partial
@@ -261,5 +265,34 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+}
+
+/// A clock that moves only when told to, for stepping through expirations
+/// and GC windows in tests without sleeping.
+#[cfg(any(test, feature = "test-support"))]
+#[derive(Debug)]
+pub struct ManualClock {
+    now: std::sync::Mutex<SystemTime>,
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl ManualClock {
+    pub fn new(start: SystemTime) -> Self {
+        Self {
+            now: std::sync::Mutex::new(start),
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
