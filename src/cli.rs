@@ -1,12 +1,20 @@
-//! Command-line commands: `schema check` and `schema fmt`.
+//! Command-line commands: `serve`, `validate`, `schema check` and
+//! `schema fmt`. Every `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration};
+use trellis::datastore::memory::MemoryDatastore;
+use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::schema;
+use trellis::service::Limits;
 use trellis::validationfile;
 
 /// Trellis: a Zanzibar-style permission service, compatible with SpiceDB.
@@ -19,9 +27,86 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the permission service (SpiceDB's gRPC API).
+    Serve(ServeArgs),
+    /// Run SpiceDB validation files (schema, relationships, assertions)
+    /// in-process and report every failed assertion with its file and line.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Work with schema files.
     #[command(subcommand)]
     Schema(SchemaCommand),
+}
+
+/// `trellis serve` flags, named as SpiceDB names them.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address of the gRPC API (`:PORT` listens on every interface).
+    #[arg(long, env = "TRELLIS_GRPC_ADDR", default_value = ":50051", value_parser = parse_addr)]
+    grpc_addr: SocketAddr,
+    /// Bearer token every call must present; repeat (or separate with
+    /// commas) to accept several during rotation. Without it, no auth.
+    #[arg(
+        long = "grpc-preshared-key",
+        env = "TRELLIS_GRPC_PRESHARED_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    grpc_preshared_key: Vec<String>,
+    /// Datastore engine.
+    #[arg(long, env = "TRELLIS_DATASTORE_ENGINE", default_value = "memory")]
+    datastore_engine: DatastoreEngine,
+    /// Width of the revision quantization window used by minimize_latency.
+    #[arg(long, env = "TRELLIS_DATASTORE_REVISION_QUANTIZATION_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    datastore_revision_quantization_interval: Duration,
+    /// Share of the window by which requests smear the hand-over (0 to 1).
+    #[arg(
+        long,
+        env = "TRELLIS_DATASTORE_REVISION_QUANTIZATION_MAX_STALENESS_PERCENT",
+        default_value_t = 0.1
+    )]
+    datastore_revision_quantization_max_staleness_percent: f64,
+    /// How long old revisions stay readable (older: OUT_OF_RANGE).
+    #[arg(long, env = "TRELLIS_DATASTORE_GC_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    datastore_gc_window: Duration,
+    /// How often dead versions and expired relationships are reclaimed.
+    #[arg(long, env = "TRELLIS_DATASTORE_GC_INTERVAL", default_value = "3m", value_parser = parse_duration)]
+    datastore_gc_interval: Duration,
+    /// Validation YAML or schema files to load at start (repeatable).
+    #[arg(
+        long = "datastore-bootstrap-files",
+        env = "TRELLIS_DATASTORE_BOOTSTRAP_FILES",
+        value_delimiter = ','
+    )]
+    datastore_bootstrap_files: Vec<PathBuf>,
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "TRELLIS_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    fn config(self) -> anyhow::Result<Config> {
+        let staleness = self.datastore_revision_quantization_max_staleness_percent;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&staleness),
+            "--datastore-revision-quantization-max-staleness-percent must be between 0 and 1, got {staleness}"
+        );
+        Ok(Config {
+            grpc_addr: self.grpc_addr,
+            preshared_keys: self.grpc_preshared_key,
+            datastore_engine: self.datastore_engine,
+            revisions: RevisionConfig {
+                quantization: self.datastore_revision_quantization_interval,
+                max_staleness_percent: (staleness * 100.0).round() as u32,
+                gc_window: self.datastore_gc_window,
+            },
+            bootstrap_files: self.datastore_bootstrap_files,
+            shutdown_grace: self.shutdown_grace,
+            gc_interval: self.datastore_gc_interval,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,11 +121,82 @@ enum SchemaCommand {
     Fmt { file: PathBuf },
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve(args.config()?).await,
+        Command::Validate { files } => validate(&files).await,
         Command::Schema(SchemaCommand::Check { files }) => check(&files),
         Command::Schema(SchemaCommand::Fmt { file }) => fmt(&file),
     }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC address {}", config.grpc_addr))?;
+    match config.datastore_engine {
+        DatastoreEngine::Memory => {
+            let datastore = Arc::new(MemoryDatastore::new(
+                config.revisions,
+                Arc::new(SystemClock),
+            ));
+            let collector = datastore.spawn_garbage_collector(config.gc_interval);
+            let result = trellis::server::run(
+                datastore,
+                config,
+                listener,
+                trellis::server::shutdown_signal(),
+            )
+            .await;
+            collector.abort();
+            result?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each file runs against its own fresh in-memory datastore.
+async fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut failed_files = 0;
+    for path in files {
+        let loaded = match validationfile::load(path) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("{e}");
+                failed_files += 1;
+                continue;
+            }
+        };
+        let datastore = Arc::new(MemoryDatastore::new(
+            RevisionConfig::default(),
+            Arc::new(SystemClock),
+        ));
+        let services = trellis::server::services(datastore, Limits::default());
+        let report = services.run_validation_file(&loaded).await;
+        if report.failures.is_empty() {
+            println!(
+                "{}: ok ({} assertions)",
+                path.display(),
+                report.assertions_passed
+            );
+        } else {
+            failed_files += 1;
+            for failure in &report.failures {
+                eprintln!("{failure}");
+            }
+            eprintln!(
+                "{}: {} assertions passed, {} failed",
+                path.display(),
+                report.assertions_passed,
+                report.failures.len()
+            );
+        }
+    }
+    if failed_files > 0 {
+        eprintln!("{failed_files} of {} files failed validation", files.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A schema's text and the name to report errors under.

@@ -41,6 +41,8 @@ pub struct Config {
     pub bootstrap_files: Vec<PathBuf>,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// How often the datastore reclaims dead versions.
+    pub gc_interval: Duration,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             revisions: RevisionConfig::default(),
             bootstrap_files: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(180),
         }
     }
 }
@@ -68,6 +71,7 @@ impl fmt::Debug for Config {
             .field("revisions", &self.revisions)
             .field("bootstrap_files", &self.bootstrap_files)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("gc_interval", &self.gc_interval)
             .finish()
     }
 }

@@ -183,9 +183,7 @@ impl From<crate::datastore::DatastoreError> for ServiceError {
         use crate::datastore::DatastoreError as D;
         match e {
             D::RevisionOutOfRange(message) => ServiceError::RevisionOutOfRange { message },
-            D::AlreadyExists(relationship) => ServiceError::AlreadyExists {
-                relationship,
-            },
+            D::AlreadyExists(relationship) => ServiceError::AlreadyExists { relationship },
             D::TooManyToDelete { limit } => ServiceError::TooManyToDelete { limit },
             D::InvalidCursor(message) => ServiceError::InvalidCursor {
                 message,
