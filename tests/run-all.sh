@@ -11,3 +11,6 @@ cargo test --locked --all-targets
 
 echo "== proto wire compatibility (authzed.api.v1 vs the official client) =="
 bash tests/proto_compat.sh
+
+echo "== the official Python client (authzed) against trellis serve =="
+bash tests/python_client/run.sh

@@ -109,7 +109,7 @@ def main():
         resp = client.WriteSchema(WriteSchemaRequest(schema=SCHEMA))
         assert resp.written_at.token
         text = client.ReadSchema(ReadSchemaRequest()).schema_text
-        assert "definition document {" in text and "permission view = (viewer + edit) - banned" in text, text
+        assert "definition document {" in text and "permission view = viewer + edit - banned" in text, text
 
     @case
     def write_and_check():

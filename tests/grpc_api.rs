@@ -1,0 +1,734 @@
+//! The public gRPC API end to end: a real server on a free loopback port,
+//! called with the generated `authzed.api.v1` clients, success and error
+//! paths, auth, and SpiceDB's error details (`ErrorInfo` reasons).
+
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+use trellis::api::proto::v1;
+use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
+use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
+use trellis::config::Config;
+use trellis::datastore::memory::MemoryDatastore;
+use trellis::datastore::{RevisionConfig, SystemClock};
+
+const KEY: &str = "integration-test-key";
+
+const SCHEMA: &str = "definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition document {
+    relation owner: user
+    relation viewer: user | group#member | user:*
+    relation banned: user
+    permission edit = owner
+    permission view = (viewer + edit) - banned
+}";
+
+/// A running server and an authenticated channel to it; the server stops
+/// when this is dropped.
+struct Server {
+    channel: Channel,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    let addr = listener.local_addr().expect("bound address");
+    let config = Config {
+        preshared_keys: vec![KEY.to_string()],
+        ..Config::default()
+    };
+    let datastore = Arc::new(MemoryDatastore::new(
+        RevisionConfig::default(),
+        Arc::new(SystemClock),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(trellis::server::run(datastore, config, listener, async {
+        let _ = stopped.await;
+    }));
+    let endpoint = format!("http://{addr}");
+    let channel = loop {
+        match Channel::from_shared(endpoint.clone())
+            .expect("valid uri")
+            .connect()
+            .await
+        {
+            Ok(channel) => break channel,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    Server {
+        channel,
+        _stop: stop,
+    }
+}
+
+fn authed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {KEY}").parse().expect("ascii"),
+    );
+    request
+}
+
+fn obj(t: &str, id: &str) -> Option<v1::ObjectReference> {
+    Some(v1::ObjectReference {
+        object_type: t.into(),
+        object_id: id.into(),
+    })
+}
+
+fn subject(t: &str, id: &str, relation: &str) -> Option<v1::SubjectReference> {
+    Some(v1::SubjectReference {
+        object: obj(t, id),
+        optional_relation: relation.into(),
+    })
+}
+
+fn update(
+    op: v1::relationship_update::Operation,
+    resource: (&str, &str),
+    relation: &str,
+    subj: (&str, &str, &str),
+) -> v1::RelationshipUpdate {
+    v1::RelationshipUpdate {
+        operation: op as i32,
+        relationship: Some(v1::Relationship {
+            resource: obj(resource.0, resource.1),
+            relation: relation.into(),
+            subject: subject(subj.0, subj.1, subj.2),
+            optional_caveat: None,
+            optional_expires_at: None,
+        }),
+    }
+}
+
+fn full() -> Option<v1::Consistency> {
+    Some(v1::Consistency {
+        requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
+    })
+}
+
+async fn write_schema(server: &Server, schema: &str) -> Result<v1::WriteSchemaResponse, Status> {
+    SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
+            schema: schema.into(),
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn write(
+    server: &Server,
+    updates: Vec<v1::RelationshipUpdate>,
+) -> Result<v1::WriteRelationshipsResponse, Status> {
+    PermissionsServiceClient::new(server.channel.clone())
+        .write_relationships(authed(v1::WriteRelationshipsRequest {
+            updates,
+            ..Default::default()
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn check(
+    server: &Server,
+    resource: (&str, &str),
+    permission: &str,
+    subj: (&str, &str, &str),
+) -> Result<i32, Status> {
+    PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: full(),
+            resource: obj(resource.0, resource.1),
+            permission: permission.into(),
+            subject: subject(subj.0, subj.1, subj.2),
+            ..Default::default()
+        }))
+        .await
+        .map(|r| r.into_inner().permissionship)
+}
+
+fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+const HAS: i32 = v1::check_permission_response::Permissionship::HasPermission as i32;
+const NO: i32 = v1::check_permission_response::Permissionship::NoPermission as i32;
+use v1::relationship_update::Operation::{Create, Delete, Touch};
+
+async fn seeded() -> Server {
+    let server = start().await;
+    write_schema(&server, SCHEMA)
+        .await
+        .expect("schema accepted");
+    write(
+        &server,
+        vec![
+            update(
+                Touch,
+                ("document", "readme"),
+                "owner",
+                ("user", "alice", ""),
+            ),
+            update(Touch, ("group", "eng"), "member", ("user", "bob", "")),
+            update(
+                Touch,
+                ("document", "readme"),
+                "viewer",
+                ("group", "eng", "member"),
+            ),
+            update(Touch, ("document", "public"), "viewer", ("user", "*", "")),
+            update(
+                Touch,
+                ("document", "public"),
+                "banned",
+                ("user", "mallory", ""),
+            ),
+        ],
+    )
+    .await
+    .expect("relationships written");
+    server
+}
+
+#[tokio::test]
+async fn schema_round_trip_and_not_found_before_any() {
+    let server = start().await;
+    let mut client = SchemaServiceClient::new(server.channel.clone());
+    let missing = client
+        .read_schema(authed(v1::ReadSchemaRequest {}))
+        .await
+        .expect_err("no schema yet");
+    assert_eq!(missing.code(), Code::NotFound);
+    write_schema(&server, SCHEMA).await.expect("accepted");
+    let read = client
+        .read_schema(authed(v1::ReadSchemaRequest {}))
+        .await
+        .expect("readable")
+        .into_inner();
+    assert!(
+        read.schema_text
+            .contains("permission view = viewer + edit - banned"),
+        "{}",
+        read.schema_text
+    );
+    assert!(read.read_at.is_some());
+}
+
+#[tokio::test]
+async fn checks_follow_the_schema() {
+    let server = seeded().await;
+    assert_eq!(
+        check(
+            &server,
+            ("document", "readme"),
+            "view",
+            ("user", "alice", "")
+        )
+        .await
+        .expect("ok"),
+        HAS
+    );
+    assert_eq!(
+        check(&server, ("document", "readme"), "view", ("user", "bob", ""))
+            .await
+            .expect("ok"),
+        HAS
+    );
+    assert_eq!(
+        check(&server, ("document", "readme"), "edit", ("user", "bob", ""))
+            .await
+            .expect("ok"),
+        NO
+    );
+    assert_eq!(
+        check(&server, ("document", "public"), "view", ("user", "zed", ""))
+            .await
+            .expect("ok"),
+        HAS
+    );
+    assert_eq!(
+        check(
+            &server,
+            ("document", "public"),
+            "view",
+            ("user", "mallory", "")
+        )
+        .await
+        .expect("ok"),
+        NO
+    );
+    // A relation can be checked too, and a subject set is a member of itself.
+    assert_eq!(
+        check(
+            &server,
+            ("group", "eng"),
+            "member",
+            ("group", "eng", "member")
+        )
+        .await
+        .expect("ok"),
+        HAS
+    );
+}
+
+#[tokio::test]
+async fn a_write_token_makes_the_next_check_see_the_write() {
+    let server = seeded().await;
+    let written = write(
+        &server,
+        vec![update(
+            Touch,
+            ("document", "new"),
+            "viewer",
+            ("user", "carol", ""),
+        )],
+    )
+    .await
+    .expect("written");
+    let response = PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: Some(v1::Consistency {
+                requirement: Some(v1::consistency::Requirement::AtLeastAsFresh(
+                    written.written_at.expect("token"),
+                )),
+            }),
+            resource: obj("document", "new"),
+            permission: "view".into(),
+            subject: subject("user", "carol", ""),
+            ..Default::default()
+        }))
+        .await
+        .expect("checked")
+        .into_inner();
+    assert_eq!(response.permissionship, HAS);
+    assert!(response.checked_at.is_some());
+}
+
+#[tokio::test]
+async fn bulk_check_keeps_order_and_reports_errors_per_item() {
+    let server = seeded().await;
+    let item = |id: &str, permission: &str, user: &str| v1::CheckBulkPermissionsRequestItem {
+        resource: obj("document", id),
+        permission: permission.into(),
+        subject: subject("user", user, ""),
+        context: None,
+    };
+    let response = PermissionsServiceClient::new(server.channel.clone())
+        .check_bulk_permissions(authed(v1::CheckBulkPermissionsRequest {
+            consistency: full(),
+            items: vec![
+                item("readme", "view", "bob"),
+                item("readme", "nosuch", "bob"),
+                item("readme", "edit", "bob"),
+            ],
+            with_tracing: false,
+        }))
+        .await
+        .expect("bulk check")
+        .into_inner();
+    use v1::check_bulk_permissions_pair::Response as R;
+    let answers: Vec<String> = response
+        .pairs
+        .iter()
+        .map(|p| match &p.response {
+            Some(R::Item(item)) => format!("item {}", item.permissionship),
+            Some(R::Error(status)) => format!("error {}", status.code),
+            None => "none".into(),
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            format!("item {HAS}"),
+            format!("error {}", Code::FailedPrecondition as i32),
+            format!("item {NO}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn read_relationships_pages_with_cursors_in_key_order() {
+    let server = seeded().await;
+    let mut client = PermissionsServiceClient::new(server.channel.clone());
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    loop {
+        let mut stream = client
+            .read_relationships(authed(v1::ReadRelationshipsRequest {
+                consistency: full(),
+                relationship_filter: Some(v1::RelationshipFilter {
+                    resource_type: "document".into(),
+                    ..Default::default()
+                }),
+                optional_limit: 2,
+                optional_cursor: cursor.take(),
+            }))
+            .await
+            .expect("read")
+            .into_inner();
+        let mut page = 0;
+        while let Some(item) = stream.message().await.expect("stream item") {
+            let rel = item.relationship.expect("relationship");
+            let resource = rel.resource.expect("resource");
+            seen.push(format!("{}#{}", resource.object_id, rel.relation));
+            cursor = item.after_result_cursor;
+            page += 1;
+        }
+        if page < 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            "public#banned",
+            "public#viewer",
+            "readme#owner",
+            "readme#viewer"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn delete_by_filter_and_partial_deletion() {
+    let server = seeded().await;
+    let mut client = PermissionsServiceClient::new(server.channel.clone());
+    let filter = Some(v1::RelationshipFilter {
+        resource_type: "document".into(),
+        ..Default::default()
+    });
+    let too_many = client
+        .delete_relationships(authed(v1::DeleteRelationshipsRequest {
+            relationship_filter: filter.clone(),
+            optional_limit: 1,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("more than the limit match");
+    assert_eq!(
+        (too_many.code(), reason(&too_many).as_str()),
+        (
+            Code::InvalidArgument,
+            "ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE"
+        )
+    );
+    let partial = client
+        .delete_relationships(authed(v1::DeleteRelationshipsRequest {
+            relationship_filter: filter.clone(),
+            optional_limit: 1,
+            optional_allow_partial_deletions: true,
+            ..Default::default()
+        }))
+        .await
+        .expect("partial delete")
+        .into_inner();
+    assert_eq!(
+        partial.deletion_progress,
+        v1::delete_relationships_response::DeletionProgress::Partial as i32
+    );
+    assert_eq!(partial.relationships_deleted_count, 1);
+    let rest = client
+        .delete_relationships(authed(v1::DeleteRelationshipsRequest {
+            relationship_filter: filter,
+            ..Default::default()
+        }))
+        .await
+        .expect("delete the rest")
+        .into_inner();
+    assert_eq!(rest.relationships_deleted_count, 3);
+    assert_eq!(
+        check(
+            &server,
+            ("document", "readme"),
+            "view",
+            ("user", "alice", "")
+        )
+        .await
+        .expect("ok"),
+        NO
+    );
+}
+
+#[tokio::test]
+async fn write_errors_carry_spicedb_reasons() {
+    let server = seeded().await;
+    let cases: Vec<(Vec<v1::RelationshipUpdate>, Code, &str)> = vec![
+        (
+            vec![update(
+                Create,
+                ("document", "readme"),
+                "owner",
+                ("user", "alice", ""),
+            )],
+            Code::AlreadyExists,
+            "ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP",
+        ),
+        (
+            vec![update(
+                Touch,
+                ("document", "readme"),
+                "view",
+                ("user", "alice", ""),
+            )],
+            Code::InvalidArgument,
+            "ERROR_REASON_CANNOT_UPDATE_PERMISSION",
+        ),
+        (
+            vec![update(
+                Touch,
+                ("document", "readme"),
+                "owner",
+                ("group", "eng", ""),
+            )],
+            Code::InvalidArgument,
+            "ERROR_REASON_INVALID_SUBJECT_TYPE",
+        ),
+        (
+            vec![update(
+                Touch,
+                ("nosuch", "x"),
+                "owner",
+                ("user", "alice", ""),
+            )],
+            Code::FailedPrecondition,
+            "ERROR_REASON_UNKNOWN_DEFINITION",
+        ),
+        (
+            vec![update(
+                Touch,
+                ("document", "x"),
+                "nosuch",
+                ("user", "alice", ""),
+            )],
+            Code::FailedPrecondition,
+            "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION",
+        ),
+        (
+            vec![
+                update(Touch, ("document", "x"), "owner", ("user", "alice", "")),
+                update(Delete, ("document", "x"), "owner", ("user", "alice", "")),
+            ],
+            Code::InvalidArgument,
+            "ERROR_REASON_UPDATES_ON_SAME_RELATIONSHIP",
+        ),
+    ];
+    for (updates, code, expected_reason) in cases {
+        let status = write(&server, updates).await.expect_err("write refused");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (code, expected_reason),
+            "{}",
+            status.message()
+        );
+    }
+    // A CREATE that failed changed nothing.
+    assert_eq!(
+        check(
+            &server,
+            ("document", "readme"),
+            "view",
+            ("user", "alice", "")
+        )
+        .await
+        .expect("ok"),
+        HAS
+    );
+}
+
+#[tokio::test]
+async fn preconditions_guard_writes() {
+    let server = seeded().await;
+    let request = |kind: v1::precondition::Operation| v1::WriteRelationshipsRequest {
+        updates: vec![update(
+            Touch,
+            ("document", "guarded"),
+            "owner",
+            ("user", "alice", ""),
+        )],
+        optional_preconditions: vec![v1::Precondition {
+            operation: kind as i32,
+            filter: Some(v1::RelationshipFilter {
+                resource_type: "document".into(),
+                optional_resource_id: "readme".into(),
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    };
+    let mut client = PermissionsServiceClient::new(server.channel.clone());
+    let refused = client
+        .write_relationships(authed(request(v1::precondition::Operation::MustNotMatch)))
+        .await
+        .expect_err("readme has relationships");
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (
+            Code::FailedPrecondition,
+            "ERROR_REASON_WRITE_OR_DELETE_PRECONDITION_FAILURE"
+        )
+    );
+    client
+        .write_relationships(authed(request(v1::precondition::Operation::MustMatch)))
+        .await
+        .expect("precondition holds");
+}
+
+#[tokio::test]
+async fn schema_errors_and_orphan_protection() {
+    let server = seeded().await;
+    let parse = write_schema(&server, "definition {")
+        .await
+        .expect_err("parse error");
+    assert_eq!(
+        (parse.code(), reason(&parse).as_str()),
+        (Code::InvalidArgument, "ERROR_REASON_SCHEMA_PARSE_ERROR")
+    );
+    let typed = write_schema(&server, "definition doc { relation viewer: usr; }")
+        .await
+        .expect_err("type error");
+    assert_eq!(
+        (typed.code(), reason(&typed).as_str()),
+        (Code::FailedPrecondition, "ERROR_REASON_SCHEMA_TYPE_ERROR")
+    );
+    // Dropping `banned` would orphan document:public#banned@user:mallory.
+    let orphan = write_schema(
+        &server,
+        &SCHEMA
+            .replace("relation banned: user", "")
+            .replace(" - banned", ""),
+    )
+    .await
+    .expect_err("orphaned relationships");
+    assert_eq!(orphan.code(), Code::InvalidArgument, "{}", orphan.message());
+    assert!(orphan.message().contains("banned"), "{}", orphan.message());
+}
+
+#[tokio::test]
+async fn check_errors() {
+    let server = seeded().await;
+    let wildcard = check(&server, ("document", "readme"), "view", ("user", "*", ""))
+        .await
+        .expect_err("wildcard subject");
+    assert_eq!(wildcard.code(), Code::InvalidArgument);
+    let unknown = check(
+        &server,
+        ("document", "readme"),
+        "nosuch",
+        ("user", "alice", ""),
+    )
+    .await
+    .expect_err("unknown permission");
+    assert_eq!(
+        (unknown.code(), reason(&unknown).as_str()),
+        (
+            Code::FailedPrecondition,
+            "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION"
+        )
+    );
+    let bad_token = PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: Some(v1::Consistency {
+                requirement: Some(v1::consistency::Requirement::AtExactSnapshot(
+                    v1::ZedToken {
+                        token: "garbage!".into(),
+                    },
+                )),
+            }),
+            resource: obj("document", "readme"),
+            permission: "view".into(),
+            subject: subject("user", "alice", ""),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("undecodable token");
+    assert_eq!(bad_token.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn recursion_without_end_is_a_depth_error_not_a_hang() {
+    let server = seeded().await;
+    write(
+        &server,
+        vec![
+            update(Touch, ("group", "a"), "member", ("group", "b", "member")),
+            update(Touch, ("group", "b"), "member", ("group", "a", "member")),
+        ],
+    )
+    .await
+    .expect("cycle written");
+    let status = check(&server, ("group", "a"), "member", ("user", "nobody", ""))
+        .await
+        .expect_err("cycle");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (
+            Code::FailedPrecondition,
+            "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED"
+        )
+    );
+}
+
+#[tokio::test]
+async fn preshared_key_is_required_and_compared() {
+    let server = start().await;
+    let mut client = SchemaServiceClient::new(server.channel.clone());
+    let missing = client
+        .read_schema(Request::new(v1::ReadSchemaRequest {}))
+        .await
+        .expect_err("no key");
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    let mut wrong = Request::new(v1::ReadSchemaRequest {});
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer wrong".parse().expect("ascii"));
+    assert_eq!(
+        client
+            .read_schema(wrong)
+            .await
+            .expect_err("wrong key")
+            .code(),
+        Code::PermissionDenied
+    );
+    // Health stays open.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "authzed.api.v1.PermissionsService".into(),
+        })
+        .await
+        .expect("health answers without a key")
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test]
+async fn rpcs_not_built_yet_answer_unimplemented() {
+    let server = seeded().await;
+    let status = PermissionsServiceClient::new(server.channel.clone())
+        .expand_permission_tree(authed(v1::ExpandPermissionTreeRequest {
+            consistency: full(),
+            resource: obj("document", "readme"),
+            permission: "view".into(),
+        }))
+        .await
+        .expect_err("not implemented yet");
+    assert_eq!(status.code(), Code::Unimplemented);
+}
