@@ -101,6 +101,7 @@ pub async fn run<D: Datastore>(
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = config.shutdown_grace;
     let server = tonic::transport::Server::builder()
+        .layer(crate::api::request_id::RequestIdLayer)
         .add_service(health)
         .add_service(reflection)
         .add_service(permissions)

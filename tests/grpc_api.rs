@@ -732,3 +732,68 @@ async fn rpcs_not_built_yet_answer_unimplemented() {
         .expect_err("not implemented yet");
     assert_eq!(status.code(), Code::Unimplemented);
 }
+
+#[tokio::test]
+async fn request_ids_come_back_in_the_response_metadata() {
+    let server = seeded().await;
+    let mut request = authed(v1::ReadSchemaRequest {});
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().expect("ascii"));
+    let response = SchemaServiceClient::new(server.channel.clone())
+        .read_schema(request)
+        .await
+        .expect("read");
+    assert_eq!(
+        response
+            .metadata()
+            .get("io.spicedb.respmeta.requestid")
+            .and_then(|v| v.to_str().ok()),
+        Some("trace-me-42")
+    );
+    let generated = SchemaServiceClient::new(server.channel.clone())
+        .read_schema(authed(v1::ReadSchemaRequest {}))
+        .await
+        .expect("read");
+    assert!(
+        generated
+            .metadata()
+            .get("io.spicedb.respmeta.requestid")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn exact_snapshots_outside_the_readable_range_are_out_of_range() {
+    let server = seeded().await;
+    let written = write(
+        &server,
+        vec![update(
+            Touch,
+            ("document", "x"),
+            "owner",
+            ("user", "alice", ""),
+        )],
+    )
+    .await
+    .expect("written")
+    .written_at
+    .expect("token");
+    let (revision, prefix, _) =
+        trellis::api::zedtoken::decode_parts(&written).expect("our own token decodes");
+    let future =
+        trellis::api::zedtoken::encode(trellis::model::Revision(revision.0 + 1000), &prefix, &[]);
+    let status = PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: Some(v1::Consistency {
+                requirement: Some(v1::consistency::Requirement::AtExactSnapshot(future)),
+            }),
+            resource: obj("document", "x"),
+            permission: "view".into(),
+            subject: subject("user", "alice", ""),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("a revision from the future");
+    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
+}

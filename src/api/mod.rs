@@ -10,6 +10,7 @@ pub mod auth;
 pub mod convert;
 pub mod handlers;
 pub mod proto;
+pub mod request_id;
 pub mod status;
 pub mod validate;
 pub mod zedtoken;
