@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use futures::StreamExt as _;
+
 use crate::datastore::Reader;
 use crate::dispatch::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher};
 use crate::model::{ELLIPSIS, Relationship, SubjectRef};
@@ -17,6 +19,9 @@ use crate::schema::{
 };
 
 use super::Membership;
+
+/// SpiceDB's `--dispatch-concurrency-limit` default.
+const MAX_CONCURRENT_DISPATCHES: usize = 50;
 
 /// Memberships by resource id; ids that are not members are left out.
 type Memberships = HashMap<String, Membership>;
@@ -117,6 +122,39 @@ impl<R: Reader> Evaluation<'_, R> {
         Ok(result)
     }
 
+    /// Independent subproblems, at most `MAX_CONCURRENT_DISPATCHES` in flight
+    /// (SpiceDB's per-request dispatch concurrency default); results in
+    /// request order. The first error wins.
+    async fn dispatch_all(
+        &self,
+        requests: Vec<(&str, Vec<String>, &str)>,
+    ) -> Result<Vec<CheckResult>, CheckError> {
+        if let [(resource_type, ids, relation)] = requests.as_slice() {
+            return Ok(vec![
+                self.dispatch(resource_type, ids.clone(), relation).await?,
+            ]);
+        }
+        let pending: Vec<BoxFuture<'_, Result<(usize, CheckResult), CheckError>>> = requests
+            .into_iter()
+            .enumerate()
+            .map(
+                |(i, (t, ids, r))| -> BoxFuture<'_, Result<(usize, CheckResult), CheckError>> {
+                    Box::pin(
+                        async move { self.dispatch(t, ids, r).await.map(|result| (i, result)) },
+                    )
+                },
+            )
+            .collect();
+        let mut in_flight =
+            futures::stream::iter(pending).buffer_unordered(MAX_CONCURRENT_DISPATCHES);
+        let mut results = Vec::new();
+        while let Some(next) = in_flight.next().await {
+            results.push(next?);
+        }
+        results.sort_by_key(|(i, _)| *i);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
     /// A relation: its stored subjects, wildcards and subject sets.
     async fn direct(
         &self,
@@ -180,14 +218,17 @@ impl<R: Reader> Evaluation<'_, R> {
         }
         let mut groups: Vec<_> = sets.into_iter().collect();
         groups.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((set_type, set_relation), rels) in groups {
+        let requests = groups.iter().map(|((set_type, set_relation), rels)| {
             let mut set_ids: Vec<String> = rels
                 .iter()
                 .map(|r| r.subject.object.object_id.clone())
                 .collect();
             set_ids.sort_unstable();
             set_ids.dedup();
-            let result = self.dispatch(set_type, set_ids, set_relation).await?;
+            (*set_type, set_ids, *set_relation)
+        });
+        let results = self.dispatch_all(requests.collect()).await?;
+        for ((_, rels), result) in groups.iter().zip(&results) {
             for rel in rels {
                 let through = Membership::through(rel.caveat.as_ref())
                     .intersect(result.membership(&rel.subject.object.object_id));
@@ -321,17 +362,16 @@ impl<R: Reader> Evaluation<'_, R> {
                     .push(target.object_id.clone());
             }
         }
-        let mut results: HashMap<&str, CheckResult> = HashMap::new();
         let mut types: Vec<_> = by_type.into_iter().collect();
         types.sort_by(|a, b| a.0.cmp(b.0));
-        for (target_type, mut target_ids) in types {
+        let requests = types.iter_mut().map(|(target_type, target_ids)| {
             target_ids.sort_unstable();
             target_ids.dedup();
-            results.insert(
-                target_type,
-                self.dispatch(target_type, target_ids, computed).await?,
-            );
-        }
+            (*target_type, std::mem::take(target_ids), computed)
+        });
+        let dispatched = self.dispatch_all(requests.collect()).await?;
+        let results: HashMap<&str, CheckResult> =
+            types.iter().map(|(t, _)| *t).zip(dispatched).collect();
 
         let reached = |rel: &Relationship| {
             let target = &rel.subject.object;
