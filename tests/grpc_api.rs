@@ -797,3 +797,35 @@ async fn exact_snapshots_outside_the_readable_range_are_out_of_range() {
         .expect_err("a revision from the future");
     assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
 }
+
+#[tokio::test]
+async fn a_shallow_answer_beats_a_cycle_in_an_earlier_branch() {
+    let server = start().await;
+    write_schema(
+        &server,
+        "definition user {}\ndefinition group {\n\trelation member: user | group#member\n\trelation owner: user\n\tpermission view = member + owner\n}",
+    )
+    .await
+    .expect("schema");
+    write(
+        &server,
+        vec![
+            update(Touch, ("group", "a"), "member", ("group", "b", "member")),
+            update(Touch, ("group", "b"), "member", ("group", "a", "member")),
+            update(Touch, ("group", "a"), "owner", ("user", "tom", "")),
+        ],
+    )
+    .await
+    .expect("written");
+    // `member` recurses forever; SpiceDB races branches and `owner` answers first.
+    assert_eq!(
+        check(&server, ("group", "a"), "view", ("user", "tom", ""))
+            .await
+            .expect("decided"),
+        HAS
+    );
+    let status = check(&server, ("group", "a"), "view", ("user", "ann", ""))
+        .await
+        .expect_err("undecidable");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}

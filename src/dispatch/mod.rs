@@ -25,6 +25,26 @@ pub struct CheckRequest {
     pub revision: Revision,
     /// Dispatches left before the request fails with `MaxDepthExceeded`.
     pub depth_remaining: u32,
+    pub results_setting: ResultsSetting,
+}
+
+/// How many of the requested ids need an answer (SpiceDB's
+/// `results_setting`). A single-resource check is decided by the first
+/// member found among the ids a subproblem batches, since they all serve
+/// that one resource; bulk answers and `.all()` need every id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResultsSetting {
+    AllowSingleResult,
+    RequireAllResults,
+}
+
+impl CheckError {
+    /// A depth error comes from the deepest branch, so in SpiceDB (which
+    /// races branches) it loses to any other branch's decisive answer;
+    /// evaluation defers it until nothing else has decided.
+    pub fn is_deferrable(&self) -> bool {
+        matches!(self, CheckError::MaxDepthExceeded)
+    }
 }
 
 /// Per resource id, whether the subject is a member. Ids that are not

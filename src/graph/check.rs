@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures::StreamExt as _;
 
 use crate::datastore::Reader;
-use crate::dispatch::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher};
+use crate::dispatch::{
+    BoxFuture, CheckError, CheckRequest, CheckResult, DEFAULT_MAX_DEPTH, Dispatcher, ResultsSetting,
+};
 use crate::model::{ELLIPSIS, Relationship, SubjectRef};
 use crate::schema::{
     AllowedSubjectType, ArrowFunction, CompiledSchema, Definition, RelationBody, Rewrite,
@@ -19,6 +21,16 @@ use crate::schema::{
 };
 
 use super::Membership;
+
+/// What `dispatch_all` returns: per request, its result if it was needed
+/// and succeeded, plus the first deferrable error.
+struct Dispatched {
+    results: Vec<Option<CheckResult>>,
+    deferred: Option<CheckError>,
+}
+
+/// How many levels below a check's top may defer depth errors.
+const DEFERRING_LEVELS: u32 = 3;
 
 /// SpiceDB's `--dispatch-concurrency-limit` default.
 const MAX_CONCURRENT_DISPATCHES: usize = 50;
@@ -99,12 +111,25 @@ impl<R: Reader> Evaluation<'_, R> {
         &self.request.subject
     }
 
+    /// Whether a deferrable error may wait for sibling branches here. Only
+    /// near the top of a check: that is where SpiceDB's racing branches let a
+    /// shallow answer beat a deep error, and deferring everywhere would let
+    /// cyclic data explore every branch to full depth (exponential work).
+    fn defers(&self, error: &CheckError) -> bool {
+        error.is_deferrable() && self.request.depth_remaining + DEFERRING_LEVELS > DEFAULT_MAX_DEPTH
+    }
+
+    fn allow_single(&self) -> bool {
+        self.request.results_setting == ResultsSetting::AllowSingleResult
+    }
+
     /// Asks the dispatcher whether the subject is in `type:{ids}#relation`.
     async fn dispatch(
         &self,
         resource_type: &str,
         ids: Vec<String>,
         relation: &str,
+        results_setting: ResultsSetting,
     ) -> Result<CheckResult, CheckError> {
         let sub = CheckRequest {
             resource_type: resource_type.to_string(),
@@ -113,6 +138,7 @@ impl<R: Reader> Evaluation<'_, R> {
             subject: self.request.subject.clone(),
             revision: self.request.revision,
             depth_remaining: self.request.depth_remaining.saturating_sub(1),
+            results_setting,
         };
         let result = self.dispatcher.check(sub).await?;
         self.dispatch_count
@@ -123,36 +149,69 @@ impl<R: Reader> Evaluation<'_, R> {
     }
 
     /// Independent subproblems, at most `MAX_CONCURRENT_DISPATCHES` in flight
-    /// (SpiceDB's per-request dispatch concurrency default); results in
-    /// request order. The first error wins.
+    /// (SpiceDB's per-request dispatch concurrency default). Results come
+    /// back in request order; `None` where the request was not needed (a
+    /// single-result check stops at the first member) or failed with a
+    /// deferrable error, which is returned beside them.
     async fn dispatch_all(
         &self,
         requests: Vec<(&str, Vec<String>, &str)>,
-    ) -> Result<Vec<CheckResult>, CheckError> {
-        if let [(resource_type, ids, relation)] = requests.as_slice() {
-            return Ok(vec![
-                self.dispatch(resource_type, ids.clone(), relation).await?,
-            ]);
-        }
-        let pending: Vec<BoxFuture<'_, Result<(usize, CheckResult), CheckError>>> = requests
+        results_setting: ResultsSetting,
+    ) -> Result<Dispatched, CheckError> {
+        let count = requests.len();
+        let pending: Vec<BoxFuture<'_, (usize, Result<CheckResult, CheckError>)>> = requests
             .into_iter()
             .enumerate()
             .map(
-                |(i, (t, ids, r))| -> BoxFuture<'_, Result<(usize, CheckResult), CheckError>> {
-                    Box::pin(
-                        async move { self.dispatch(t, ids, r).await.map(|result| (i, result)) },
-                    )
+                |(i, (t, ids, r))| -> BoxFuture<'_, (usize, Result<CheckResult, CheckError>)> {
+                    Box::pin(async move { (i, self.dispatch(t, ids, r, results_setting).await) })
                 },
             )
             .collect();
         let mut in_flight =
             futures::stream::iter(pending).buffer_unordered(MAX_CONCURRENT_DISPATCHES);
-        let mut results = Vec::new();
-        while let Some(next) = in_flight.next().await {
-            results.push(next?);
+        let mut dispatched = Dispatched {
+            results: vec![None; count],
+            deferred: None,
+        };
+        while let Some((i, outcome)) = in_flight.next().await {
+            match outcome {
+                Ok(result) => {
+                    let decisive = self.allow_single()
+                        && results_setting == ResultsSetting::AllowSingleResult
+                        && result.memberships.values().any(Membership::is_member);
+                    dispatched.results[i] = Some(result);
+                    if decisive {
+                        break;
+                    }
+                }
+                Err(e) if self.defers(&e) => {
+                    dispatched.deferred.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        results.sort_by_key(|(i, _)| *i);
-        Ok(results.into_iter().map(|(_, r)| r).collect())
+        Ok(dispatched)
+    }
+
+    /// The outcome of a union-like node (union, direct subjects and subject
+    /// sets, `->`): a deferred depth error stands only if nothing decided.
+    fn settle(
+        &self,
+        found: Memberships,
+        ids: &[String],
+        deferred: Option<CheckError>,
+    ) -> Result<Memberships, CheckError> {
+        let Some(error) = deferred else {
+            return Ok(found);
+        };
+        let decided = if self.allow_single() {
+            found.values().any(Membership::is_member)
+        } else {
+            ids.iter()
+                .all(|id| found.get(id).is_some_and(Membership::is_member))
+        };
+        if decided { Ok(found) } else { Err(error) }
     }
 
     /// A relation: its stored subjects, wildcards and subject sets.
@@ -205,6 +264,9 @@ impl<R: Reader> Evaluation<'_, R> {
         // As SpiceDB does, subject sets are only explored for resources not
         // already found directly: a cycle elsewhere must not turn a found
         // answer into a depth error.
+        if self.allow_single() && found.values().any(Membership::is_member) {
+            return Ok(found);
+        }
         for rel in &rels {
             let rs = &rel.subject;
             let settled = found
@@ -227,15 +289,18 @@ impl<R: Reader> Evaluation<'_, R> {
             set_ids.dedup();
             (*set_type, set_ids, *set_relation)
         });
-        let results = self.dispatch_all(requests.collect()).await?;
-        for ((_, rels), result) in groups.iter().zip(&results) {
+        let dispatched = self
+            .dispatch_all(requests.collect(), self.request.results_setting)
+            .await?;
+        for ((_, rels), result) in groups.iter().zip(&dispatched.results) {
+            let Some(result) = result else { continue };
             for rel in rels {
                 let through = Membership::through(rel.caveat.as_ref())
                     .intersect(result.membership(&rel.subject.object.object_id));
                 add(&mut found, &rel.resource.object_id, through);
             }
         }
-        Ok(found)
+        self.settle(found, ids, dispatched.deferred)
     }
 
     fn rewrite<'s>(
@@ -250,7 +315,12 @@ impl<R: Reader> Evaluation<'_, R> {
                 Rewrite::Exclusion(base, subtracted) => self.exclusion(base, subtracted, ids).await,
                 Rewrite::Computed(relation) => {
                     let result = self
-                        .dispatch(&self.request.resource_type, ids.to_vec(), relation)
+                        .dispatch(
+                            &self.request.resource_type,
+                            ids.to_vec(),
+                            relation,
+                            self.request.results_setting,
+                        )
                         .await?;
                     Ok(result.memberships)
                 }
@@ -269,16 +339,27 @@ impl<R: Reader> Evaluation<'_, R> {
     async fn union(&self, children: &[Rewrite], ids: &[String]) -> Result<Memberships, CheckError> {
         let mut found = Memberships::new();
         let mut remaining: Vec<String> = ids.to_vec();
+        let mut deferred = None;
         for child in children {
-            if remaining.is_empty() {
+            if remaining.is_empty()
+                || (self.allow_single() && found.values().any(Membership::is_member))
+            {
                 break;
             }
-            for (id, membership) in self.rewrite(child, &remaining).await? {
-                add(&mut found, &id, membership);
+            match self.rewrite(child, &remaining).await {
+                Ok(child_found) => {
+                    for (id, membership) in child_found {
+                        add(&mut found, &id, membership);
+                    }
+                }
+                Err(e) if self.defers(&e) => {
+                    deferred.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
             remaining.retain(|id| !found.get(id).is_some_and(Membership::is_member));
         }
-        Ok(found)
+        self.settle(found, ids, deferred)
     }
 
     /// Intersection: only ids still in after each child go on to the next.
@@ -287,26 +368,43 @@ impl<R: Reader> Evaluation<'_, R> {
         children: &[Rewrite],
         ids: &[String],
     ) -> Result<Memberships, CheckError> {
-        let Some((first, rest)) = children.split_first() else {
-            return Ok(Memberships::new());
-        };
-        let mut found = self.rewrite(first, ids).await?;
-        for child in rest {
-            if found.is_empty() {
-                break;
+        // `None` until some child answered; a child that failed with a
+        // deferrable error is skipped and matters only if ids survive the rest.
+        let mut found: Option<Memberships> = None;
+        let mut deferred = None;
+        for child in children {
+            let candidates: Vec<String> = match &found {
+                Some(f) => f.keys().cloned().collect(),
+                None => ids.to_vec(),
+            };
+            let mut next = match self.rewrite(child, &candidates).await {
+                Ok(next) => next,
+                Err(e) if self.defers(&e) => {
+                    deferred.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let combined: Memberships = match found.take() {
+                None => next,
+                Some(previous) => previous
+                    .into_iter()
+                    .filter_map(|(id, m)| {
+                        let other = next.remove(&id).unwrap_or(Membership::NotMember);
+                        let both = m.intersect(other);
+                        (!both.is_not_member()).then_some((id, both))
+                    })
+                    .collect(),
+            };
+            if combined.is_empty() {
+                return Ok(combined);
             }
-            let candidates: Vec<String> = found.keys().cloned().collect();
-            let mut next = self.rewrite(child, &candidates).await?;
-            found = found
-                .into_iter()
-                .filter_map(|(id, m)| {
-                    let other = next.remove(&id).unwrap_or(Membership::NotMember);
-                    let both = m.intersect(other);
-                    (!both.is_not_member()).then_some((id, both))
-                })
-                .collect();
+            found = Some(combined);
         }
-        Ok(found)
+        match deferred {
+            Some(e) => Err(e),
+            None => Ok(found.unwrap_or_default()),
+        }
     }
 
     /// Exclusion: the subtracted side is evaluated only for base members.
@@ -369,9 +467,24 @@ impl<R: Reader> Evaluation<'_, R> {
             target_ids.dedup();
             (*target_type, std::mem::take(target_ids), computed)
         });
-        let dispatched = self.dispatch_all(requests.collect()).await?;
-        let results: HashMap<&str, CheckResult> =
-            types.iter().map(|(t, _)| *t).zip(dispatched).collect();
+        // `.all()` needs every target's answer.
+        let setting = if function.requires_all() {
+            ResultsSetting::RequireAllResults
+        } else {
+            self.request.results_setting
+        };
+        let dispatched = self.dispatch_all(requests.collect(), setting).await?;
+        if function.requires_all()
+            && let Some(e) = dispatched.deferred.clone()
+        {
+            return Err(e);
+        }
+        let results: HashMap<&str, CheckResult> = types
+            .iter()
+            .map(|(t, _)| *t)
+            .zip(dispatched.results)
+            .filter_map(|(t, r)| r.map(|r| (t, r)))
+            .collect();
 
         let reached = |rel: &Relationship| {
             let target = &rel.subject.object;
@@ -395,12 +508,12 @@ impl<R: Reader> Evaluation<'_, R> {
                     found.insert(id.to_string(), m);
                 }
             }
-        } else {
-            for rel in &rels {
-                add(&mut found, &rel.resource.object_id, reached(rel));
-            }
+            return Ok(found);
         }
-        Ok(found)
+        for rel in &rels {
+            add(&mut found, &rel.resource.object_id, reached(rel));
+        }
+        self.settle(found, ids, dispatched.deferred)
     }
 
     /// `self`: the subject is the resource itself.

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::datastore::Datastore;
-use crate::dispatch::{CheckError, CheckRequest};
+use crate::dispatch::{CheckError, CheckRequest, ResultsSetting};
 use crate::graph::{CaveatExpr, Membership};
 use crate::model::{Consistency, ObjectRef, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
@@ -102,6 +102,7 @@ impl<D: Datastore> Services<D> {
             subject: params.subject.clone(),
             revision,
             depth_remaining: self.limits.max_depth,
+            results_setting: ResultsSetting::AllowSingleResult,
         };
         let result = self.dispatcher.check(request).await.map_err(check_error)?;
         let membership = result.membership(&params.resource.object_id);

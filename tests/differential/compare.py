@@ -326,7 +326,10 @@ class Runner:
                 self.categories[category(check, got)] += 1
                 self.header(case, printed)
                 self.p(f"  FAIL check #{n}: {check_text(check)}")
-                self.p(f"       expected: {describe(check['expected'] if not check.get('missing_context') else {'permissionship': check['expected'], 'missing_context': check['missing_context']})}")
+                expected = check["expected"]
+                if check.get("missing_context"):
+                    expected = {"permissionship": expected, "missing_context": check["missing_context"]}
+                self.p(f"       expected: {describe(expected)}")
                 self.p(f"       got:      {describe(got)}")
         finally:
             self.cleanup(case)

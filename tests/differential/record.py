@@ -10,7 +10,9 @@ For each seed (start-seed, start-seed+1, ...) until --count cases are recorded:
      A candidate whose answers differ between passes is dropped as *unstable*: SpiceDB evaluates
      union/intersection/exclusion branches concurrently, so when one branch hits the depth limit
      and another decides the result, which one arrives first is a race;
-  4. a seeded, balanced subset (about half true, errors and conditionals capped) becomes the case.
+  4. a seeded, balanced subset (about half true, errors and conditionals capped) is chosen; in a
+     case where the depth limit was hit, the chosen checks run --verify-passes more times on a
+     fresh instance and any whose answer changes is dropped too; the rest become the case.
 Harness failures (the worker killed by the memory watchdog, timeouts) drop the affected checks,
 and a case with more than a few of them is dropped entirely; both are counted.
 
@@ -76,10 +78,11 @@ class CaseDropped(Exception):
 class Recorder:
     """Records cases on one Oracle (one worker process). Not shared between threads."""
 
-    def __init__(self, o: oracle.Oracle, passes: int, depth_passes: int, case_budget: float):
+    def __init__(self, o: oracle.Oracle, passes: int, depth_passes: int, verify_passes: int, case_budget: float):
         self.o = o
         self.passes = passes
         self.depth_passes = max(passes, depth_passes)
+        self.verify_passes = verify_passes
         self.case_budget = case_budget
 
     def _fresh(self, case: dict):
@@ -95,10 +98,12 @@ class Recorder:
                 raise CaseDropped("write_rejected", f"relationships rejected: {err['code']}: {err['message']}")
         return inst
 
-    def evaluate(self, case: dict, stats: collections.Counter) -> list[list[dict | None]]:
-        """Per candidate, one result per pass (None: harness failure)."""
-        cands = [parse_check_strings(c) for c in case["candidates"]]
-        results: list[list[dict | None]] = [[] for _ in cands]
+    def evaluate(self, case: dict, stats: collections.Counter, indices: list[int], passes: int,
+                 depth_passes: int) -> dict[int, list[dict | None]]:
+        """Candidate index -> one result per pass (None: harness failure). `depth_passes` passes
+        instead of `passes` once some answer is a max-depth error."""
+        cands = {i: parse_check_strings(case["candidates"][i]) for i in indices}
+        results: dict[int, list[dict | None]] = {i: [] for i in indices}
         failures = 0
         deadline = time.monotonic() + self.case_budget
 
@@ -112,8 +117,8 @@ class Recorder:
         inst = self._fresh(case)
         try:
             p = 0
-            while p < self.passes or (p < self.depth_passes and any(map(is_depth_error, sum(results, [])))):
-                order = list(range(len(cands)))
+            while p < passes or (p < depth_passes and any(map(is_depth_error, sum(results.values(), [])))):
+                order = list(indices)
                 if p % 2 == 1:
                     order.reverse()
                 for start in range(0, len(order), CHUNK):
@@ -150,14 +155,16 @@ class Recorder:
         stats: collections.Counter = collections.Counter()
         case = generate.generate(seed)
         try:
-            results = self.evaluate(case, stats)
+            results = self.evaluate(case, stats, list(range(len(case["candidates"]))), self.passes,
+                                    self.depth_passes)
         except CaseDropped as e:
             stats[e.kind] += 1
             return None, stats, {"seed": seed, "kind": e.kind, "reason": str(e)}
+        had_depth_errors = any(map(is_depth_error, sum(results.values(), [])))
 
         buckets: dict[str, list[int]] = {"true": [], "false": [], "conditional": [], "depth": [], "error": []}
         answers: dict[int, tuple] = {}
-        for i, rs in enumerate(results):
+        for i, rs in sorted(results.items()):
             if any(r is None for r in rs):
                 stats["harness_failed_checks"] += 1
                 continue
@@ -190,6 +197,23 @@ class Recorder:
             taken = set(chosen)
             chosen += rng.sample([i for i in sorted(answers) if i not in taken], n - len(chosen))
         chosen.sort()
+
+        if had_depth_errors and self.verify_passes and chosen:
+            # Where the depth limit is in play, answers can be races (see the module doc): run
+            # the chosen checks again, on a fresh instance, and drop any that change.
+            try:
+                again = self.evaluate(case, stats, chosen, self.verify_passes, self.verify_passes)
+            except CaseDropped as e:
+                stats[e.kind] += 1
+                return None, stats, {"seed": seed, "kind": e.kind, "reason": "verification: " + str(e)}
+            stable = []
+            for i in chosen:
+                if all(r is not None and json.dumps(outcome(r), sort_keys=True) ==
+                       json.dumps(answers[i], sort_keys=True) for r in again[i]):
+                    stable.append(i)
+                else:
+                    stats["unstable_on_verification"] += 1
+            chosen = stable
         if not chosen:
             stats["no_checks"] += 1
             return None, stats, {"seed": seed, "kind": "no_checks", "reason": "no stable answers"}
@@ -230,10 +254,12 @@ def main() -> int:
     p.add_argument("--passes", type=int, default=2, help="evaluations per candidate; unstable ones are dropped")
     p.add_argument("--depth-passes", type=int, default=4,
                    help="evaluations per candidate in cases where some check hits the depth limit (default 4)")
+    p.add_argument("--verify-passes", type=int, default=6,
+                   help="in those cases, evaluations of the chosen checks on a fresh instance (default 6)")
     p.add_argument("--jobs", type=int, default=2, help="oracle worker processes in parallel (default 2)")
     p.add_argument("--max-rss-mb", type=int, default=int(os.environ.get("TRELLIS_ORACLE_MAX_RSS_MB", 2048)),
                    help="watchdog limit per worker (default 2048)")
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds per oracle request (default 20)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per oracle request (default 10)")
     p.add_argument("--case-budget", type=float, default=120.0, help="seconds per case before it is dropped")
     p.add_argument("--discarded", type=Path, help="also write the discarded seeds with reasons (JSON)")
     args = p.parse_args()
@@ -258,7 +284,7 @@ def main() -> int:
 
     def worker() -> None:
         with oracle.Oracle(max_rss_mb=args.max_rss_mb, timeout=args.timeout) as o:
-            rec = Recorder(o, args.passes, args.depth_passes, args.case_budget)
+            rec = Recorder(o, args.passes, args.depth_passes, args.verify_passes, args.case_budget)
             while True:
                 with lock:
                     if enough():
@@ -314,6 +340,8 @@ def main() -> int:
         cmd.append(f"--passes {args.passes}")
     if args.depth_passes != 4:
         cmd.append(f"--depth-passes {args.depth_passes}")
+    if args.verify_passes != 6:
+        cmd.append(f"--verify-passes {args.verify_passes}")
     if args.out != HERE / "cases.json":
         cmd.append(f"--out {args.out}")
     print(f"command: {' '.join(cmd)}")
@@ -324,7 +352,8 @@ def main() -> int:
           + "(" + ", ".join(f"{k[6:]} {v}" for k, v in sorted(mix.items()) if k.startswith("error:")) + ")")
     print(f"discarded seeds: schema rejected {stats['schema_rejected']}, relationships rejected "
           f"{stats['write_rejected']}, harness failures {stats['harness_dropped']}, no stable checks {stats['no_checks']}")
-    print(f"dropped checks: unstable {stats['unstable_checks']}, harness failures {stats['harness_failed_checks']}, "
+    print(f"dropped checks: unstable {stats['unstable_checks']} (+{stats['unstable_on_verification']} on "
+          f"verification), harness failures {stats['harness_failed_checks']}, "
           f"timing errors {stats['timing_errors']}; worker restarts {stats['worker_restarts']}")
     slow = sorted((s for s in elapsed if s <= last_seed and elapsed[s] > 10), key=lambda s: -elapsed[s])
     if slow:
