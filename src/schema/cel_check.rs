@@ -258,6 +258,12 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         ("_+_", [a, b]) => match (a, b) {
             (Ty::Timestamp, Ty::Duration) | (Ty::Duration, Ty::Timestamp) => Ok(Ty::Timestamp),
             (Ty::Dyn, other) | (other, Ty::Dyn) => Ok((*other).clone()),
+            // `map`/`filter` build `list(dyn) + [x]`: element types unify.
+            (Ty::List(x), Ty::List(y)) if x.compatible(y) => Ok(Ty::List(Box::new(if x == y {
+                (**x).clone()
+            } else {
+                Ty::Dyn
+            }))),
             (a, b) if a == b && !matches!(a, Ty::Bool | Ty::Null | Ty::IpAddress | Ty::Map(_)) => {
                 Ok((*a).clone())
             }
@@ -299,7 +305,20 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         }
         ("int" | "uint", [_]) => Ok(Ty::Int),
         ("double", [_]) => Ok(Ty::Double),
-        ("string", [_]) => Ok(Ty::String),
+        // cel-go has no `string` of lists, maps or IP addresses.
+        (
+            "string",
+            [
+                Ty::Int
+                | Ty::Double
+                | Ty::String
+                | Ty::Bytes
+                | Ty::Bool
+                | Ty::Timestamp
+                | Ty::Duration
+                | Ty::Dyn,
+            ],
+        ) => Ok(Ty::String),
         ("bytes", [_]) => Ok(Ty::Bytes),
         ("bool", [_]) => Ok(Ty::Bool),
         ("duration", [a]) if a.is(&Ty::String) || a.is(&Ty::Duration) => Ok(Ty::Duration),

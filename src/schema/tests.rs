@@ -215,6 +215,14 @@ fn caveats_with_every_parameter_type() {
 }
 
 #[test]
+fn map_and_filter_macros_type_check() {
+    // SpiceDB accepts these; the macros expand to `list(dyn) + [x]`.
+    ok(
+        "caveat c(l list<int>, a int) {\n\tl.map(x, x + a).size() == 2 && l.filter(x, x > a).size() > 0\n}\ndefinition user {}",
+    );
+}
+
+#[test]
 fn use_flags_turn_words_into_keywords() {
     // Without `use expiration`, `expiration` is a caveat name.
     let d = err("definition user {}\ndefinition doc {\n\trelation viewer: user with expiration\n}");
