@@ -800,3 +800,82 @@ fn write_validation_checks_keys_and_types() {
         "type error for parameters for caveat `c`: could not convert context parameter `b`: for string: a string value is required, but found float64 `1`"
     );
 }
+
+#[test]
+fn optional_values() {
+    // All from the oracle.
+    let cases = [
+        (
+            "m map<bool>, k string",
+            "m[?k].orValue(true)",
+            json!({"m": {"a": false}, "k": "b"}),
+            T,
+        ),
+        (
+            "m map<bool>, k string",
+            "m[?k].orValue(true)",
+            json!({"m": {"a": false}, "k": "a"}),
+            F,
+        ),
+        (
+            "m map<bool>",
+            "m.?a.orValue(true)",
+            json!({"m": {"a": false}}),
+            F,
+        ),
+        ("m map<bool>", "m.?a.hasValue()", json!({"m": {}}), F),
+        ("a int", "optional.of(a).hasValue()", json!({"a": 1}), T),
+        (
+            "a int",
+            "optional.none().orValue(a) == 1",
+            json!({"a": 1}),
+            T,
+        ),
+        (
+            "a int",
+            "optional.ofNonZeroValue(a).hasValue()",
+            json!({"a": 0}),
+            F,
+        ),
+        (
+            "a int",
+            "optional.of(a).or(optional.of(2)).value() == 1",
+            json!({"a": 1}),
+            T,
+        ),
+        (
+            "a int",
+            "[?optional.none(), a].size() == 1",
+            json!({"a": 1}),
+            T,
+        ),
+        ("a int", "{?'x': optional.of(a)}.x == 1", json!({"a": 1}), T),
+        ("l list<int>", "l[?0].orValue(5) == 5", json!({"l": []}), T),
+        (
+            "m map<map<int>>",
+            "m.?a.?b.orValue(7) == 7",
+            json!({"m": {"a": {}}}),
+            T,
+        ),
+        ("m map<int>", "m.?a == optional.none()", json!({"m": {}}), T),
+        (
+            "a int",
+            "optional.of(a).hasValue()",
+            json!({}),
+            unknown(&["a"]),
+        ),
+        (
+            "m map<bool>",
+            "m.?a.orValue(true)",
+            json!({}),
+            unknown(&["m"]),
+        ),
+    ];
+    for (params, expr, request, expected) in cases {
+        assert_eq!(
+            eval(params, expr, request.clone()),
+            expected,
+            "{expr} with {request}"
+        );
+    }
+}

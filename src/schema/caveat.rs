@@ -77,15 +77,19 @@ pub fn check_expression(
             format!("the expression of caveat `{name}` exceeds {MAX_EXPRESSION_CHARS} characters"),
         ));
     }
-    let parsed = Parser::new().parse(text).map_err(|e| {
-        error(
-            ErrorKind::CaveatExpression,
-            format!(
-                "invalid expression for caveat `{name}`: {}",
-                first_line(&e.to_string())
-            ),
-        )
-    })?;
+    // SpiceDB enables CEL's optional syntax (`m.?k`, `l[?0]`).
+    let parsed = Parser::new()
+        .enable_optional_syntax(true)
+        .parse(text)
+        .map_err(|e| {
+            error(
+                ErrorKind::CaveatExpression,
+                format!(
+                    "invalid expression for caveat `{name}`: {}",
+                    first_line(&e.to_string())
+                ),
+            )
+        })?;
     cel_check::check(&parsed, parameters).map_err(|message| {
         error(
             ErrorKind::CaveatExpression,
