@@ -7,15 +7,15 @@
 //! A check result carries a [`CaveatExpr`]; [`evaluate`] decides it at the
 //! API edge. Each caveat leaf takes its parameters from the relationship's
 //! stored context, then from the request's (stored values win), converted
-//! to the declared types ([`convert`]). A leaf whose parameters are all
+//! to the declared types (`convert`). A leaf whose parameters are all
 //! present is true or false; one that needs a missing parameter is
-//! [`Truth::Unknown`] with the names it lacks ([`partial`]). Before running,
-//! the cost of an evaluation is bounded ([`cost`]).
+//! [`Truth::Unknown`] with the names it lacks (`partial`). Before running,
+//! the cost of an evaluation is bounded (`cost`).
 
-pub mod convert;
-pub mod cost;
-pub mod functions;
-pub mod partial;
+mod convert;
+mod cost;
+mod functions;
+mod partial;
 
 #[cfg(test)]
 mod tests;
