@@ -5,6 +5,7 @@
 extern crate alloc;
 
 pub mod api;
+pub mod caveats;
 pub mod config;
 pub mod datastore;
 pub mod dispatch;

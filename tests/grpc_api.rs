@@ -829,3 +829,152 @@ async fn a_shallow_answer_beats_a_cycle_in_an_earlier_branch() {
         .expect_err("undecidable");
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
+
+const CAVEATED_SCHEMA: &str = r#"definition user {}
+
+caveat in_network(ip ipaddress, cidr string) {
+    ip.in_cidr(cidr)
+}
+
+caveat ratio(n int, d int) {
+    n / d > 1
+}
+
+definition document {
+    relation viewer: user with in_network | user with ratio
+    permission view = viewer
+}"#;
+
+fn json_struct(value: serde_json::Value) -> Option<prost_types::Struct> {
+    value.as_object().map(trellis::api::convert::json_to_struct)
+}
+
+fn caveated(subject_id: &str, caveat: &str, context: serde_json::Value) -> v1::RelationshipUpdate {
+    let mut u = update(Touch, ("document", "d"), "viewer", ("user", subject_id, ""));
+    if let Some(rel) = u.relationship.as_mut() {
+        rel.optional_caveat = Some(v1::ContextualizedCaveat {
+            caveat_name: caveat.into(),
+            context: json_struct(context),
+        });
+    }
+    u
+}
+
+async fn check_with(
+    server: &Server,
+    subject_id: &str,
+    context: serde_json::Value,
+) -> Result<v1::CheckPermissionResponse, Status> {
+    PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: full(),
+            resource: obj("document", "d"),
+            permission: "view".into(),
+            subject: subject("user", subject_id, ""),
+            context: json_struct(context),
+            ..Default::default()
+        }))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn caveats_over_the_wire() {
+    let server = start().await;
+    write_schema(&server, CAVEATED_SCHEMA)
+        .await
+        .expect("schema accepted");
+    write(
+        &server,
+        vec![
+            caveated(
+                "ann",
+                "in_network",
+                serde_json::json!({"cidr": "10.0.0.0/8"}),
+            ),
+            caveated("zed", "ratio", serde_json::json!({"d": 0})),
+        ],
+    )
+    .await
+    .expect("relationships written");
+
+    let conditional = check_with(&server, "ann", serde_json::json!({}))
+        .await
+        .expect("check");
+    assert_eq!(
+        conditional.permissionship,
+        v1::check_permission_response::Permissionship::ConditionalPermission as i32
+    );
+    assert_eq!(
+        conditional
+            .partial_caveat_info
+            .map(|p| p.missing_required_context),
+        Some(vec!["ip".to_string()])
+    );
+    let has = check_with(&server, "ann", serde_json::json!({"ip": "10.1.2.3"}))
+        .await
+        .expect("check");
+    assert_eq!(has.permissionship, HAS);
+    assert!(has.partial_caveat_info.is_none());
+    let no = check_with(&server, "ann", serde_json::json!({"ip": "::ffff:10.1.2.3"}))
+        .await
+        .expect("check");
+    assert_eq!(no.permissionship, NO);
+
+    let failed = check_with(&server, "zed", serde_json::json!({"n": 5}))
+        .await
+        .expect_err("division by zero");
+    assert_eq!(
+        (failed.code(), reason(&failed).as_str()),
+        (
+            Code::InvalidArgument,
+            "ERROR_REASON_CAVEAT_EVALUATION_ERROR"
+        )
+    );
+    assert_eq!(
+        failed.message(),
+        "evaluation error for caveat ratio: division by zero"
+    );
+    let info = failed.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("caveat_name").map(String::as_str),
+        Some("ratio")
+    );
+
+    let mistyped = check_with(&server, "ann", serde_json::json!({"ip": 3}))
+        .await
+        .expect_err("not an address");
+    assert_eq!(
+        reason(&mistyped),
+        "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR"
+    );
+    let info = mistyped.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("parameter_name").map(String::as_str),
+        Some("ip")
+    );
+
+    let refused = write(
+        &server,
+        vec![caveated(
+            "bob",
+            "in_network",
+            serde_json::json!({"port": 22}),
+        )],
+    )
+    .await
+    .expect_err("undeclared parameter");
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (
+            Code::InvalidArgument,
+            "ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR"
+        )
+    );
+
+    let big = serde_json::json!({"cidr": "x".repeat(5_000)});
+    let too_big = check_with(&server, "ann", big)
+        .await
+        .expect_err("4096 bytes");
+    assert_eq!(too_big.code(), Code::InvalidArgument);
+}

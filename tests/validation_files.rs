@@ -1,8 +1,9 @@
 //! Runs validation files through the engine in-process: every schema
 //! example, and every SpiceDB test config in ../shared/conformance (skipped
-//! with a message when absent). Files that need caveat evaluation are
-//! expected to fail until caveats land; one of them passing is reported too,
-//! so the list cannot go stale.
+//! with a message when absent). Each assertion is checked with
+//! CheckPermission and CheckBulkPermissions, as SpiceDB's harness does.
+//! Every file is expected to pass; `EXPECTED_FAILURES` is where a file that
+//! cannot yet would go, with its reason.
 
 mod common;
 
@@ -14,29 +15,9 @@ use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::service::Limits;
 use trellis::validationfile;
 
-/// Test configs whose assertions need CEL caveat evaluation (issue 5).
-const NEEDS_CAVEATS: &[&str] = &[
-    "allopscaveat.yaml",
-    "basiccaveat.yaml",
-    "caveatarrow.yaml",
-    "caveatedintersectionarrow.yaml",
-    "caveatexpiration.yaml",
-    "caveatindirectarrow.yaml",
-    "caveatip.yaml",
-    "caveatlist.yaml",
-    "caveatlr.yaml",
-    "caveatmap.yaml",
-    "caveatmultiplebranchessamerel.yaml",
-    "caveatunderarrow.yaml",
-    "caveatunderintersect.yaml",
-    "expirationwithcaveat.yaml",
-    "multibranchcaveatwitharrows.yaml",
-    "multibranchcaveatwithintersectionarrows.yaml",
-    "publiccaveat.yaml",
-    "publiccaveatexclusion.yaml",
-    "quay.yaml",
-    "iot-fleet.yaml",
-];
+/// Files expected to fail, each for a reason named beside it. A listed
+/// file that passes fails the test, so the list cannot go stale.
+const EXPECTED_FAILURES: &[&str] = &[];
 
 async fn run(path: &Path) -> Result<usize, String> {
     let loaded = validationfile::load(path).map_err(|e| e.to_string())?;
@@ -65,13 +46,13 @@ async fn run_folder(dir: &Path) -> (usize, usize, Vec<String>) {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let expected_failure = NEEDS_CAVEATS.contains(&name);
+        let expected_failure = EXPECTED_FAILURES.contains(&name);
         match (run(path).await, expected_failure) {
             (Ok(_), false) => passed += 1,
             (Err(_), true) => {}
-            (Ok(_), true) => {
-                problems.push(format!("{name} passes now: remove it from NEEDS_CAVEATS"))
-            }
+            (Ok(_), true) => problems.push(format!(
+                "{name} passes now: remove it from EXPECTED_FAILURES"
+            )),
             (Err(e), false) => problems.push(e),
         }
     }
@@ -82,7 +63,7 @@ async fn run_folder(dir: &Path) -> (usize, usize, Vec<String>) {
 async fn schema_examples_pass() {
     let (passed, total, problems) = run_folder(&common::repo().join("schema-examples")).await;
     println!(
-        "schema examples: {passed}/{total} pass ({} need caveats)",
+        "schema examples: {passed}/{total} pass ({} expected to fail)",
         total - passed
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -95,7 +76,7 @@ async fn spicedb_test_configs_pass() {
     };
     let (passed, total, problems) = run_folder(&root).await;
     println!(
-        "SpiceDB test configs: {passed}/{total} pass ({} need caveats)",
+        "SpiceDB test configs: {passed}/{total} pass ({} expected to fail)",
         total - passed
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -278,9 +278,17 @@ fn describe(err: &ServiceError) -> Described {
                 ("context_size", size.to_string()),
             ],
         ),
-        E::CaveatParameterType { .. } => {
-            Described::with_reason(C::InvalidArgument, message, R::CaveatParameterTypeError, [])
-        }
+        E::CaveatParameterType {
+            caveat, parameter, ..
+        } => Described::with_reason(
+            C::InvalidArgument,
+            message,
+            R::CaveatParameterTypeError,
+            [
+                ("caveat_name", caveat.clone()),
+                ("parameter_name", parameter.clone()),
+            ],
+        ),
         E::CaveatEvaluation { caveat, .. } => Described::with_reason(
             C::InvalidArgument,
             message,

@@ -119,6 +119,20 @@ impl<R: Reader> Evaluation<'_, R> {
         error.is_deferrable() && self.request.depth_remaining + DEFERRING_LEVELS > DEFAULT_MAX_DEPTH
     }
 
+    /// The results setting for a subproblem reached through `rels`: a
+    /// member behind a caveated relationship may not count, so then every
+    /// id's answer is needed.
+    fn setting_through<'r>(
+        &self,
+        mut rels: impl Iterator<Item = &'r Relationship>,
+    ) -> ResultsSetting {
+        if rels.any(|r| r.caveat.is_some()) {
+            ResultsSetting::RequireAllResults
+        } else {
+            self.request.results_setting
+        }
+    }
+
     fn allow_single(&self) -> bool {
         self.request.results_setting == ResultsSetting::AllowSingleResult
     }
@@ -155,30 +169,37 @@ impl<R: Reader> Evaluation<'_, R> {
     /// deferrable error, which is returned beside them.
     async fn dispatch_all(
         &self,
-        requests: Vec<(&str, Vec<String>, &str)>,
-        results_setting: ResultsSetting,
+        requests: Vec<(&str, Vec<String>, &str, ResultsSetting)>,
     ) -> Result<Dispatched, CheckError> {
         let count = requests.len();
-        let pending: Vec<BoxFuture<'_, (usize, Result<CheckResult, CheckError>)>> = requests
-            .into_iter()
-            .enumerate()
-            .map(
-                |(i, (t, ids, r))| -> BoxFuture<'_, (usize, Result<CheckResult, CheckError>)> {
-                    Box::pin(async move { (i, self.dispatch(t, ids, r, results_setting).await) })
-                },
-            )
-            .collect();
+        let pending: Vec<
+            BoxFuture<'_, (usize, (ResultsSetting, Result<CheckResult, CheckError>))>,
+        > =
+            requests
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(i, (t, ids, r, setting))| -> BoxFuture<
+                        '_,
+                        (usize, (ResultsSetting, Result<CheckResult, CheckError>)),
+                    > {
+                        Box::pin(
+                            async move { (i, (setting, self.dispatch(t, ids, r, setting).await)) },
+                        )
+                    },
+                )
+                .collect();
         let mut in_flight =
             futures::stream::iter(pending).buffer_unordered(MAX_CONCURRENT_DISPATCHES);
         let mut dispatched = Dispatched {
             results: vec![None; count],
             deferred: None,
         };
-        while let Some((i, outcome)) = in_flight.next().await {
+        while let Some((i, (setting, outcome))) = in_flight.next().await {
             match outcome {
                 Ok(result) => {
                     let decisive = self.allow_single()
-                        && results_setting == ResultsSetting::AllowSingleResult
+                        && setting == ResultsSetting::AllowSingleResult
                         && result.memberships.values().any(Membership::is_member);
                     dispatched.results[i] = Some(result);
                     if decisive {
@@ -287,11 +308,14 @@ impl<R: Reader> Evaluation<'_, R> {
                 .collect();
             set_ids.sort_unstable();
             set_ids.dedup();
-            (*set_type, set_ids, *set_relation)
+            (
+                *set_type,
+                set_ids,
+                *set_relation,
+                self.setting_through(rels.iter().copied()),
+            )
         });
-        let dispatched = self
-            .dispatch_all(requests.collect(), self.request.results_setting)
-            .await?;
+        let dispatched = self.dispatch_all(requests.collect()).await?;
         for ((_, rels), result) in groups.iter().zip(&dispatched.results) {
             let Some(result) = result else { continue };
             for rel in rels {
@@ -465,15 +489,18 @@ impl<R: Reader> Evaluation<'_, R> {
         let requests = types.iter_mut().map(|(target_type, target_ids)| {
             target_ids.sort_unstable();
             target_ids.dedup();
-            (*target_type, std::mem::take(target_ids), computed)
+            // `.all()` needs every target's answer.
+            let setting = if function.requires_all() {
+                ResultsSetting::RequireAllResults
+            } else {
+                self.setting_through(
+                    rels.iter()
+                        .filter(|r| r.subject.object.object_type == *target_type),
+                )
+            };
+            (*target_type, std::mem::take(target_ids), computed, setting)
         });
-        // `.all()` needs every target's answer.
-        let setting = if function.requires_all() {
-            ResultsSetting::RequireAllResults
-        } else {
-            self.request.results_setting
-        };
-        let dispatched = self.dispatch_all(requests.collect(), setting).await?;
+        let dispatched = self.dispatch_all(requests.collect()).await?;
         if function.requires_all()
             && let Some(e) = dispatched.deferred.clone()
         {

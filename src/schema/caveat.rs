@@ -1,8 +1,9 @@
 //! Compile-time checks of caveat definitions: parameter types as SpiceDB
 //! declares them, and the CEL expression: it must parse, use every
 //! parameter, and (as far as can be seen without a full type checker)
-//! produce a bool. Evaluation lives with the engine, not here.
+//! produce a bool. Evaluation lives in `caveats/`, not here.
 
+use cel::IdedExpr;
 use cel::parser::Parser;
 
 use super::ast::{CaveatAst, CaveatTypeAst};
@@ -61,11 +62,13 @@ pub fn parameter_type(ast: &CaveatTypeAst) -> Result<CaveatType, Diagnostic> {
     }
 }
 
-/// Parses the caveat's CEL and checks what can be checked statically.
+/// Parses the caveat's CEL (`text`, the expression as stored) and checks
+/// what can be checked statically; returns the parsed expression.
 pub fn check_expression(
     cav: &CaveatAst,
+    text: &str,
     parameters: &[(String, CaveatType)],
-) -> Result<(), Diagnostic> {
+) -> Result<IdedExpr, Diagnostic> {
     let error = |kind, message: String| Diagnostic::new(kind, cav.expression_span, message);
     let name = &cav.name.text;
     if cav.expression.chars().count() > MAX_EXPRESSION_CHARS {
@@ -74,15 +77,19 @@ pub fn check_expression(
             format!("the expression of caveat `{name}` exceeds {MAX_EXPRESSION_CHARS} characters"),
         ));
     }
-    let parsed = Parser::new().parse(&cav.expression).map_err(|e| {
-        error(
-            ErrorKind::CaveatExpression,
-            format!(
-                "invalid expression for caveat `{name}`: {}",
-                first_line(&e.to_string())
-            ),
-        )
-    })?;
+    // SpiceDB enables CEL's optional syntax (`m.?k`, `l[?0]`).
+    let parsed = Parser::new()
+        .enable_optional_syntax(true)
+        .parse(text)
+        .map_err(|e| {
+            error(
+                ErrorKind::CaveatExpression,
+                format!(
+                    "invalid expression for caveat `{name}`: {}",
+                    first_line(&e.to_string())
+                ),
+            )
+        })?;
     cel_check::check(&parsed, parameters).map_err(|message| {
         error(
             ErrorKind::CaveatExpression,
@@ -104,7 +111,7 @@ pub fn check_expression(
             ));
         }
     }
-    Ok(())
+    Ok(parsed)
 }
 
 fn first_line(s: &str) -> &str {

@@ -25,6 +25,8 @@ pub enum Ty {
     Null,
     List(Box<Ty>),
     Map(Box<Ty>),
+    /// CEL's optional values (`m.?k`, `optional.of(x)`), which SpiceDB enables.
+    Optional(Box<Ty>),
     Dyn,
 }
 
@@ -58,6 +60,7 @@ impl Ty {
             Ty::Null => "null_type".into(),
             Ty::List(e) => format!("list({})", e.name()),
             Ty::Map(v) => format!("map(string, {})", v.name()),
+            Ty::Optional(v) => format!("optional_type({})", v.name()),
             Ty::Dyn => "dyn".into(),
         }
     }
@@ -66,7 +69,9 @@ impl Ty {
     fn compatible(&self, other: &Ty) -> bool {
         match (self, other) {
             (Ty::Dyn, _) | (_, Ty::Dyn) => true,
-            (Ty::List(a), Ty::List(b)) | (Ty::Map(a), Ty::Map(b)) => a.compatible(b),
+            (Ty::List(a), Ty::List(b))
+            | (Ty::Map(a), Ty::Map(b))
+            | (Ty::Optional(a), Ty::Optional(b)) => a.compatible(b),
             (a, b) => a == b,
         }
     }
@@ -138,6 +143,15 @@ impl Checker {
                 match operand {
                     Ty::Map(value) => Ok(*value),
                     Ty::Dyn => Ok(Ty::Dyn),
+                    // Selecting on an optional keeps it optional.
+                    Ty::Optional(inner) => match *inner {
+                        Ty::Map(value) => Ok(Ty::Optional(value)),
+                        Ty::Dyn => Ok(Ty::Optional(Box::new(Ty::Dyn))),
+                        other => Err(format!(
+                            "type '{}' does not support field selection",
+                            other.name()
+                        )),
+                    },
                     other => Err(format!(
                         "type '{}' does not support field selection",
                         other.name()
@@ -146,8 +160,14 @@ impl Checker {
             }
             Expr::List(list) => {
                 let mut element = None;
-                for item in &list.elements {
-                    let t = self.infer(item)?;
+                for (index, item) in list.elements.iter().enumerate() {
+                    let mut t = self.infer(item)?;
+                    // `[?x]` adds x's value, if any.
+                    if list.optional_indices.contains(&index)
+                        && let Ty::Optional(inner) = t
+                    {
+                        t = *inner;
+                    }
                     element = Some(match element {
                         Some(prev) if prev == t => prev,
                         Some(_) => Ty::Dyn,
@@ -191,6 +211,18 @@ impl Checker {
                 result
             }
             Expr::Call(call) => {
+                // `optional.of(x)`: a namespaced function, not a method.
+                if let Some(Expr::Ident(namespace)) = call.target.as_deref().map(|t| &t.expr)
+                    && namespace == "optional"
+                    && self.lookup(namespace).is_none()
+                {
+                    let args = call
+                        .args
+                        .iter()
+                        .map(|a| self.infer(a))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    return optional_function(&call.func_name, &args);
+                }
                 let target = call.target.as_deref().map(|t| self.infer(t)).transpose()?;
                 let args = call
                     .args
@@ -258,6 +290,12 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         ("_+_", [a, b]) => match (a, b) {
             (Ty::Timestamp, Ty::Duration) | (Ty::Duration, Ty::Timestamp) => Ok(Ty::Timestamp),
             (Ty::Dyn, other) | (other, Ty::Dyn) => Ok((*other).clone()),
+            // `map`/`filter` build `list(dyn) + [x]`: element types unify.
+            (Ty::List(x), Ty::List(y)) if x.compatible(y) => Ok(Ty::List(Box::new(if x == y {
+                (**x).clone()
+            } else {
+                Ty::Dyn
+            }))),
             (a, b) if a == b && !matches!(a, Ty::Bool | Ty::Null | Ty::IpAddress | Ty::Map(_)) => {
                 Ok((*a).clone())
             }
@@ -282,8 +320,49 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
             Ty::List(e) if index.is(&Ty::Int) => Ok((**e).clone()),
             Ty::Map(v) if index.is(&Ty::String) => Ok((**v).clone()),
             Ty::Dyn => Ok(Ty::Dyn),
+            // Indexing an optional keeps it optional.
+            Ty::Optional(inner) => call_type("_[_]", None, &[(**inner).clone(), (*index).clone()])
+                .map(|t| Ty::Optional(Box::new(t))),
             _ => fail(),
         },
+        ("_?._", [operand, Ty::String]) => match operand {
+            Ty::Map(v) => Ok(Ty::Optional(v.clone())),
+            Ty::Optional(inner) if matches!(**inner, Ty::Map(_) | Ty::Dyn) => match &**inner {
+                Ty::Map(v) => Ok(Ty::Optional(v.clone())),
+                _ => Ok(Ty::Optional(Box::new(Ty::Dyn))),
+            },
+            Ty::Dyn => Ok(Ty::Optional(Box::new(Ty::Dyn))),
+            other => Err(format!(
+                "type '{}' does not support field selection",
+                other.name()
+            )),
+        },
+        ("_[?_]", [container, index]) => {
+            call_type("_[_]", None, &[(*container).clone(), (*index).clone()])
+                .map(|t| match (container, t) {
+                    // Already optional when the container was.
+                    (Ty::Optional(_), t) => t,
+                    (_, t) => Ty::Optional(Box::new(t)),
+                })
+                .map_err(|_| no_overload(name, &all))
+        }
+        ("hasValue", [Ty::Optional(_)]) => Ok(Ty::Bool),
+        ("value", [Ty::Optional(inner)]) => Ok((**inner).clone()),
+        ("orValue", [Ty::Optional(inner), other]) if inner.compatible(other) => {
+            Ok(if matches!(**inner, Ty::Dyn) {
+                (*other).clone()
+            } else {
+                (**inner).clone()
+            })
+        }
+        ("or", [Ty::Optional(a), Ty::Optional(b)]) if a.compatible(b) => {
+            Ok(Ty::Optional(if matches!(**a, Ty::Dyn) {
+                b.clone()
+            } else {
+                a.clone()
+            }))
+        }
+        ("hasValue" | "value" | "orValue" | "or", [Ty::Dyn, ..]) => Ok(Ty::Dyn),
         ("@in", [_, Ty::List(_) | Ty::Map(_) | Ty::Dyn]) => Ok(Ty::Bool),
         ("size", [Ty::String | Ty::Bytes | Ty::List(_) | Ty::Map(_) | Ty::Dyn]) => Ok(Ty::Int),
         ("contains" | "startsWith" | "endsWith" | "matches", [a, b])
@@ -299,7 +378,20 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         }
         ("int" | "uint", [_]) => Ok(Ty::Int),
         ("double", [_]) => Ok(Ty::Double),
-        ("string", [_]) => Ok(Ty::String),
+        // cel-go has no `string` of lists, maps or IP addresses.
+        (
+            "string",
+            [
+                Ty::Int
+                | Ty::Double
+                | Ty::String
+                | Ty::Bytes
+                | Ty::Bool
+                | Ty::Timestamp
+                | Ty::Duration
+                | Ty::Dyn,
+            ],
+        ) => Ok(Ty::String),
         ("bytes", [_]) => Ok(Ty::Bytes),
         ("bool", [_]) => Ok(Ty::Bool),
         ("duration", [a]) if a.is(&Ty::String) || a.is(&Ty::Duration) => Ok(Ty::Duration),
@@ -339,6 +431,12 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
             | "matches"
             | "in_cidr"
             | "isSubtreeOf"
+            | "_?._"
+            | "_[?_]"
+            | "hasValue"
+            | "value"
+            | "orValue"
+            | "or"
             | "int"
             | "uint"
             | "double"
@@ -363,6 +461,21 @@ fn call_type(name: &str, target: Option<&Ty>, args: &[Ty]) -> Result<Ty, String>
         ) => fail(),
         _ => Err(format!(
             "undeclared reference to '{name}' (in container '')"
+        )),
+    }
+}
+
+/// `optional.of(x)`, `optional.ofNonZeroValue(x)` and `optional.none()`.
+fn optional_function(name: &str, args: &[Ty]) -> Result<Ty, String> {
+    match (name, args) {
+        ("of" | "ofNonZeroValue", [t]) => Ok(Ty::Optional(Box::new(t.clone()))),
+        ("none", []) => Ok(Ty::Optional(Box::new(Ty::Dyn))),
+        ("of" | "ofNonZeroValue" | "none", _) => Err(no_overload(
+            &format!("optional.{name}"),
+            &args.iter().collect::<Vec<_>>(),
+        )),
+        _ => Err(format!(
+            "undeclared reference to 'optional.{name}' (in container '')"
         )),
     }
 }

@@ -446,16 +446,21 @@ impl<'a> Compiler<'a> {
         if self.diagnostics.len() != before {
             return None;
         }
-        if let Err(d) = caveat::check_expression(cav, &parameters) {
-            self.diagnostics.push(d);
-            return None;
-        }
+        let expression = normalize_expression(&cav.expression);
+        let ast = match caveat::check_expression(cav, &expression, &parameters) {
+            Ok(ast) => ast,
+            Err(d) => {
+                self.diagnostics.push(d);
+                return None;
+            }
+        };
         parameters.sort_by(|a, b| a.0.cmp(&b.0));
         Some(CaveatDefinition {
             name: cav.name.text.clone(),
             doc: cav.doc.clone(),
             parameters,
-            expression: normalize_expression(&cav.expression),
+            expression,
+            ast: std::sync::Arc::new(ast),
         })
     }
 }

@@ -209,6 +209,8 @@ pub struct CaveatDefinition {
     pub parameters: Vec<(String, CaveatType)>,
     /// The CEL source as written, each line trimmed.
     pub expression: String,
+    /// `expression` parsed (macros expanded), for evaluation.
+    pub ast: std::sync::Arc<cel::IdedExpr>,
 }
 
 /// A caveat parameter type.

@@ -215,6 +215,46 @@ fn caveats_with_every_parameter_type() {
 }
 
 #[test]
+fn map_and_filter_macros_type_check() {
+    // SpiceDB accepts these; the macros expand to `list(dyn) + [x]`.
+    ok(
+        "caveat c(l list<int>, a int) {\n\tl.map(x, x + a).size() == 2 && l.filter(x, x > a).size() > 0\n}\ndefinition user {}",
+    );
+}
+
+#[test]
+fn optional_values_type_check() {
+    // SpiceDB enables CEL's optional types; these are all accepted there.
+    for body in [
+        "m[?k].orValue(true)",
+        "m.?k.orValue(true) && m.?k.hasValue()",
+        "optional.of(n).value() + 1 == 2",
+        "optional.none().orValue(n) == 1 && optional.ofNonZeroValue(n).hasValue()",
+        "optional.of(n).or(optional.of(2)).value() == 1",
+        "[?optional.none(), n].size() == 1 && {?'x': optional.of(n)}.x == 1",
+        "l[?0].orValue(5) == 5 && mm.?a.?b.orValue(7) == 7",
+        "mm.?a == optional.none()",
+    ] {
+        ok(&format!(
+            "caveat c(m map<bool>, k string, n int, l list<int>, mm map<map<int>>) {{\n\t{body} && m == m && k == k && n == n && l == l && mm == mm\n}}\ndefinition user {{}}"
+        ));
+    }
+    // ...and SpiceDB rejects these.
+    for body in ["mm.?a.orValue('x') == 'x'", "optional.of(n)"] {
+        let d = err(&format!(
+            "caveat c(mm map<int>, n int) {{\n\t{body} && n == n && mm == mm\n}}\ndefinition user {{}}"
+        ));
+        assert_eq!(d.kind, ErrorKind::CaveatExpression, "{body}");
+    }
+    let d = err("caveat c(n int) {\n\toptional.of(n)\n}\ndefinition user {}");
+    assert!(
+        d.message.contains("found `optional_type(int)`"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
 fn use_flags_turn_words_into_keywords() {
     // Without `use expiration`, `expiration` is a caveat name.
     let d = err("definition user {}\ndefinition doc {\n\trelation viewer: user with expiration\n}");

@@ -2,11 +2,10 @@
 //! the request against the schema there, dispatch, and turn memberships into
 //! permissionships.
 
-use std::collections::BTreeSet;
-
+use crate::caveats::{self, Truth};
 use crate::datastore::Datastore;
 use crate::dispatch::{CheckError, CheckRequest, ResultsSetting};
-use crate::graph::{CaveatExpr, Membership};
+use crate::graph::Membership;
 use crate::model::{Consistency, ObjectRef, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
 
@@ -107,7 +106,7 @@ impl<D: Datastore> Services<D> {
         let result = self.dispatcher.check(request).await.map_err(check_error)?;
         let membership = result.membership(&params.resource.object_id);
         Ok((
-            permissionship(schema, membership, &params.context),
+            permissionship(schema, membership, &params.context)?,
             result.dispatch_count,
         ))
     }
@@ -150,39 +149,26 @@ pub(super) fn check_error(e: CheckError) -> ServiceError {
     }
 }
 
-/// A membership as the API reports it. A conditional membership is
-/// CONDITIONAL with the caveat parameters that neither the relationships'
-/// stored context nor the request supplied; evaluating caveats comes with
-/// caveat support.
+/// A membership as the API reports it: a conditional membership is decided
+/// by evaluating its caveats with the request's context; CONDITIONAL lists
+/// the parameters it still lacks, sorted.
 fn permissionship(
     schema: &CompiledSchema,
     membership: Membership,
     request_context: &serde_json::Map<String, serde_json::Value>,
-) -> Permissionship {
-    match membership {
+) -> Result<Permissionship, ServiceError> {
+    Ok(match membership {
         Membership::Member => Permissionship::HasPermission,
         Membership::NotMember => Permissionship::NoPermission,
-        Membership::Conditional(expr) => Permissionship::Conditional {
-            missing_context: missing_parameters(schema, &expr, request_context),
+        Membership::Conditional(expr) => match caveats::evaluate(schema, &expr, request_context)? {
+            Truth::True => Permissionship::HasPermission,
+            Truth::False => Permissionship::NoPermission,
+            Truth::Unknown(missing) => Permissionship::Conditional {
+                missing_context: missing.into_iter().collect(),
+            },
         },
-    }
+    })
 }
 
-fn missing_parameters(
-    schema: &CompiledSchema,
-    expr: &CaveatExpr,
-    request_context: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<String> {
-    let mut missing = BTreeSet::new();
-    for caveat in expr.caveats() {
-        let Some(definition) = schema.caveat(&caveat.name) else {
-            continue;
-        };
-        for (name, _) in &definition.parameters {
-            if !caveat.context.contains_key(name) && !request_context.contains_key(name) {
-                missing.insert(name.clone());
-            }
-        }
-    }
-    missing.into_iter().collect()
-}
+#[cfg(test)]
+mod tests;

@@ -76,9 +76,14 @@ pub enum ServiceError {
     /// INVALID_ARGUMENT / MAX_RELATIONSHIP_CONTEXT_SIZE
     #[error("relationship caveat context of {size} bytes exceeds the maximum of {max} bytes")]
     ContextTooLarge { size: usize, max: usize },
-    /// INVALID_ARGUMENT / CAVEAT_PARAMETER_TYPE_ERROR
+    /// INVALID_ARGUMENT / CAVEAT_PARAMETER_TYPE_ERROR: a context value does
+    /// not convert to its parameter's type, or names no parameter.
     #[error("{message}")]
-    CaveatParameterType { message: String },
+    CaveatParameterType {
+        caveat: String,
+        parameter: String,
+        message: String,
+    },
     /// ALREADY_EXISTS / ATTEMPT_TO_RECREATE_RELATIONSHIP
     #[error(
         "could not CREATE relationship `{relationship}`, as it already existed. If this is persistent, please switch to TOUCH operations or specify a precondition"
@@ -153,6 +158,25 @@ pub enum ServiceError {
     /// asked about a relation rather than a permission.
     #[error("the relation `{relation}` is not a permission")]
     NotAPermission { relation: String },
+}
+
+impl From<crate::caveats::CaveatError> for ServiceError {
+    fn from(e: crate::caveats::CaveatError) -> Self {
+        use crate::caveats::CaveatError as C;
+        let message = e.to_string();
+        match e {
+            C::ParameterType {
+                caveat, parameter, ..
+            }
+            | C::UnknownParameter { caveat, parameter } => ServiceError::CaveatParameterType {
+                caveat,
+                parameter,
+                message,
+            },
+            C::Evaluation { caveat, message } => ServiceError::CaveatEvaluation { caveat, message },
+            C::UnknownCaveat { caveat } => ServiceError::UnknownCaveat { caveat },
+        }
+    }
 }
 
 fn describe_precondition(p: &Precondition) -> String {

@@ -181,10 +181,26 @@ impl<D: Datastore> Services<D> {
             subject: rel.subject,
             context,
         };
+        // As SpiceDB's harness: CheckPermission and CheckBulkPermissions
+        // must both give the expected answer.
         let outcome = self
-            .check(params, Consistency::FullyConsistent)
+            .check(params.clone(), Consistency::FullyConsistent)
             .await
             .map_err(|e| format!("`{item}` failed to check: {e}"))?;
+        let (_, mut bulk) = self
+            .check_bulk(vec![params], Consistency::FullyConsistent)
+            .await
+            .map_err(|e| format!("`{item}` failed to bulk check: {e}"))?;
+        let bulk = bulk
+            .pop()
+            .ok_or_else(|| format!("`{item}`: bulk check answered nothing"))?
+            .map_err(|e| format!("`{item}` failed to bulk check: {e}"))?;
+        if bulk != outcome.permissionship {
+            return Err(format!(
+                "`{item}`: CheckPermission says {:?} but CheckBulkPermissions says {bulk:?}",
+                outcome.permissionship
+            ));
+        }
         let got = match outcome.permissionship {
             Permissionship::HasPermission => Expected::True,
             Permissionship::NoPermission => Expected::False,

@@ -1,7 +1,8 @@
 //! Whether a relationship may be written under a schema, as SpiceDB decides
 //! it (`internal/relationships/validation.go`): known types and relations,
-//! never a permission, and a subject matching one allowed type exactly —
-//! caveat name and expiration included.
+//! never a permission, a subject matching one allowed type exactly —
+//! caveat name and expiration included — and a caveat context of declared
+//! parameters with values of their types, within the size limit.
 
 use crate::model::{Relationship, RelationshipFilter};
 use crate::schema::{AllowedSubjectType, CompiledSchema, SubjectTarget};
@@ -30,29 +31,16 @@ pub fn validate_relationship(
         return Err(unknown_relation(subject_type, &rel.subject.relation));
     }
     if let Some(caveat) = &rel.caveat {
-        let definition =
-            schema
-                .caveat(&caveat.name)
-                .ok_or_else(|| ServiceError::UnknownCaveat {
-                    caveat: caveat.name.clone(),
-                })?;
+        if schema.caveat(&caveat.name).is_none() {
+            return Err(ServiceError::UnknownCaveat {
+                caveat: caveat.name.clone(),
+            });
+        }
         let size = serde_json::to_vec(&caveat.context).map_or(0, |v| v.len());
         if size > max_context_bytes {
             return Err(ServiceError::ContextTooLarge {
                 size,
                 max: max_context_bytes,
-            });
-        }
-        if let Some(unknown) = caveat
-            .context
-            .keys()
-            .find(|k| !definition.parameters.iter().any(|(p, _)| p == *k))
-        {
-            return Err(ServiceError::CaveatParameterType {
-                message: format!(
-                    "unknown parameter `{unknown}` in the context of caveat `{}`",
-                    caveat.name
-                ),
             });
         }
     }
@@ -69,6 +57,12 @@ pub fn validate_relationship(
         expiration: rel.expires_at.is_some(),
     };
     if relation.allowed_types().contains(&wanted) {
+        // As SpiceDB: the context is checked once the subject type is allowed.
+        if let Some(caveat) = &rel.caveat
+            && let Some(definition) = schema.caveat(&caveat.name)
+        {
+            crate::caveats::validate_context(definition, &caveat.context)?;
+        }
         return Ok(());
     }
     Err(ServiceError::InvalidSubjectType {

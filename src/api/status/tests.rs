@@ -156,7 +156,9 @@ fn every_variant() -> Vec<(ServiceError, Code, Option<&'static str>)> {
         ),
         (
             E::CaveatParameterType {
-                message: "could not convert `day` to int".into(),
+                caveat: "weekday".into(),
+                parameter: "day".into(),
+                message: "type error for parameters for caveat `weekday`: could not convert context parameter `day`: for int: a int64 value is required, but found bool `true`".into(),
             },
             Code::InvalidArgument,
             Some("ERROR_REASON_CAVEAT_PARAMETER_TYPE_ERROR"),
@@ -505,6 +507,21 @@ fn metadata_uses_spicedbs_keys() {
             field: "subject.object_id".into()
         }),
         map(&[("field", "subject.object_id")])
+    );
+    assert_eq!(
+        metadata_of(&E::CaveatParameterType {
+            caveat: "weekday".into(),
+            parameter: "day".into(),
+            message: "type error".into(),
+        }),
+        map(&[("caveat_name", "weekday"), ("parameter_name", "day")])
+    );
+    assert_eq!(
+        metadata_of(&E::CaveatEvaluation {
+            caveat: "weekday".into(),
+            message: "division by zero".into(),
+        }),
+        map(&[("caveat_name", "weekday")])
     );
     assert!(metadata_of(&E::MaxDepthExceeded).is_empty());
 }
