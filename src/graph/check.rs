@@ -22,6 +22,10 @@ use crate::schema::{
 
 use super::Membership;
 
+/// One finished subproblem of `dispatch_all`: its position, the setting it
+/// was asked with, and its outcome.
+type Indexed = (usize, (ResultsSetting, Result<CheckResult, CheckError>));
+
 /// What `dispatch_all` returns: per request, its result if it was needed
 /// and succeeded, plus the first deferrable error.
 struct Dispatched {
@@ -172,23 +176,13 @@ impl<R: Reader> Evaluation<'_, R> {
         requests: Vec<(&str, Vec<String>, &str, ResultsSetting)>,
     ) -> Result<Dispatched, CheckError> {
         let count = requests.len();
-        let pending: Vec<
-            BoxFuture<'_, (usize, (ResultsSetting, Result<CheckResult, CheckError>))>,
-        > =
-            requests
-                .into_iter()
-                .enumerate()
-                .map(
-                    |(i, (t, ids, r, setting))| -> BoxFuture<
-                        '_,
-                        (usize, (ResultsSetting, Result<CheckResult, CheckError>)),
-                    > {
-                        Box::pin(
-                            async move { (i, (setting, self.dispatch(t, ids, r, setting).await)) },
-                        )
-                    },
-                )
-                .collect();
+        let pending: Vec<BoxFuture<'_, Indexed>> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, ids, r, setting))| -> BoxFuture<'_, Indexed> {
+                Box::pin(async move { (i, (setting, self.dispatch(t, ids, r, setting).await)) })
+            })
+            .collect();
         let mut in_flight =
             futures::stream::iter(pending).buffer_unordered(MAX_CONCURRENT_DISPATCHES);
         let mut dispatched = Dispatched {
