@@ -11,10 +11,10 @@
 #   TRELLIS_KEY              preshared key (default: random)
 #   TRELLIS_PORT             port (default: a free one)
 #   TRELLIS_STARTUP_TIMEOUT  seconds to wait for gRPC health SERVING (default 60)
+#   TRELLIS_LOG              server output file (default target/differential/server-PORT.log)
 #   PYTHON                   python3 used to create the client venv (default python3)
 # Python client: the oracle's venv (tests/oracle/setup.sh) when it has authzed, otherwise a venv
 # at target/differential/venv with the pinned packages of requirements.txt.
-# The server's output goes to target/differential/server.log.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,7 +47,7 @@ fi
 port="${TRELLIS_PORT:-$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 key="${TRELLIS_KEY:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 endpoint="127.0.0.1:$port"
-log="$work/server.log"
+log="${TRELLIS_LOG:-$work/server-$port.log}"  # per port: runs may overlap
 
 "$bin" serve --grpc-addr "$endpoint" --grpc-preshared-key "$key" >"$log" 2>&1 &
 server_pid=$!
