@@ -14,7 +14,6 @@ use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::schema;
-use trellis::service::Limits;
 use trellis::validationfile;
 
 /// Trellis: a Zanzibar-style permission service, compatible with SpiceDB.
@@ -167,12 +166,7 @@ async fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let datastore = Arc::new(MemoryDatastore::new(
-            RevisionConfig::default(),
-            Arc::new(SystemClock),
-        ));
-        let services = trellis::server::services(datastore, Limits::default());
-        let report = services.run_validation_file(&loaded).await;
+        let report = trellis::server::validate_in_memory(&loaded).await;
         if report.failures.is_empty() {
             println!(
                 "{}: ok ({} assertions)",

@@ -28,6 +28,20 @@ pub fn services<D: Datastore>(datastore: Arc<D>, limits: Limits) -> Arc<Services
     Arc::new(Services::new(datastore, schemas, dispatcher, limits))
 }
 
+/// Runs one validation file against a fresh in-memory datastore, as
+/// `trellis validate` does for each file.
+pub async fn validate_in_memory(
+    loaded: &validationfile::LoadedFile,
+) -> crate::service::validation_file::Report {
+    let datastore = Arc::new(crate::datastore::memory::MemoryDatastore::new(
+        crate::datastore::RevisionConfig::default(),
+        Arc::new(crate::datastore::SystemClock),
+    ));
+    services(datastore, Limits::default())
+        .run_validation_file(loaded)
+        .await
+}
+
 /// Loads `--datastore-bootstrap-files`: validation YAML (schema and
 /// relationships) or plain schema files.
 pub async fn bootstrap<D: Datastore>(

@@ -8,11 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use trellis::datastore::memory::MemoryDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
-use trellis::service::Limits;
 use trellis::validationfile;
 
 /// Files expected to fail, each for a reason named beside it. A listed
@@ -21,12 +17,7 @@ const EXPECTED_FAILURES: &[&str] = &[];
 
 async fn run(path: &Path) -> Result<usize, String> {
     let loaded = validationfile::load(path).map_err(|e| e.to_string())?;
-    let datastore = Arc::new(MemoryDatastore::new(
-        RevisionConfig::default(),
-        Arc::new(SystemClock),
-    ));
-    let services = trellis::server::services(datastore, Limits::default());
-    let report = services.run_validation_file(&loaded).await;
+    let report = trellis::server::validate_in_memory(&loaded).await;
     if report.failures.is_empty() {
         Ok(report.assertions_passed)
     } else {

@@ -31,8 +31,8 @@ impl<D: Datastore> Api<D> {
         Self { services }
     }
 
-    fn limits(&self) -> validate::Limits {
-        validate::Limits::from(self.services.limits())
+    fn limits(&self) -> &validate::Limits {
+        self.services.limits()
     }
 
     fn token(&self, revision: Revision) -> v1::ZedToken {
@@ -101,7 +101,7 @@ impl<D: Datastore> PermissionsService for Api<D> {
         request: Request<v1::CheckPermissionRequest>,
     ) -> Result<Response<v1::CheckPermissionResponse>, Status> {
         let req = request.into_inner();
-        validate::check_permission(&req, &self.limits())?;
+        validate::check_permission(&req, self.limits())?;
         let consistency = self.consistency(req.consistency.as_ref())?;
         let params = check_params(
             req.resource.as_ref(),
@@ -130,7 +130,7 @@ impl<D: Datastore> PermissionsService for Api<D> {
         request: Request<v1::CheckBulkPermissionsRequest>,
     ) -> Result<Response<v1::CheckBulkPermissionsResponse>, Status> {
         let req = request.into_inner();
-        validate::check_bulk_permissions(&req, &self.limits())?;
+        validate::check_bulk_permissions(&req, self.limits())?;
         let consistency = self.consistency(req.consistency.as_ref())?;
         // Items that fail validation answer with their own error; the rest are checked.
         let mut params = Vec::new();
@@ -190,7 +190,7 @@ impl<D: Datastore> PermissionsService for Api<D> {
         request: Request<v1::WriteRelationshipsRequest>,
     ) -> Result<Response<v1::WriteRelationshipsResponse>, Status> {
         let req = request.into_inner();
-        validate::write_relationships(&req, &self.limits())?;
+        validate::write_relationships(&req, self.limits())?;
         let params = WriteParams {
             updates: convert::relationship_updates(&req.updates)?,
             preconditions: convert::preconditions(&req.optional_preconditions)?,
@@ -210,7 +210,7 @@ impl<D: Datastore> PermissionsService for Api<D> {
         request: Request<v1::DeleteRelationshipsRequest>,
     ) -> Result<Response<v1::DeleteRelationshipsResponse>, Status> {
         let req = request.into_inner();
-        validate::delete_relationships(&req, &self.limits())?;
+        validate::delete_relationships(&req, self.limits())?;
         let params = DeleteParams {
             filter: convert::relationship_filter(
                 req.relationship_filter.as_ref(),
@@ -242,7 +242,7 @@ impl<D: Datastore> PermissionsService for Api<D> {
         request: Request<v1::ReadRelationshipsRequest>,
     ) -> Result<Response<BoxStream<v1::ReadRelationshipsResponse>>, Status> {
         let req = request.into_inner();
-        validate::read_relationships(&req, &self.limits())?;
+        validate::read_relationships(&req, self.limits())?;
         let consistency = self.consistency(req.consistency.as_ref())?;
         let params = ReadParams {
             filter: convert::relationship_filter(

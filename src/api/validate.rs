@@ -26,56 +26,8 @@ pub const MAX_SCHEMA_BYTES: usize = 4_194_304;
 /// Largest cursor token.
 pub const MAX_CURSOR_BYTES: usize = 102_400;
 
-/// The server-configurable limits SpiceDB checks on requests, with its
-/// defaults (inventory §2.7). Shared fields have `service::Limits`' names,
-/// and `From<&service::Limits>` builds one from the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_updates_per_write: usize,
-    pub max_preconditions: usize,
-    pub max_read_limit: u32,
-    pub max_delete_limit: u32,
-    pub max_lookup_resources_limit: u32,
-    pub max_export_batch: u32,
-    pub max_bulk_checks: usize,
-    pub max_relationship_context_bytes: usize,
-    pub max_request_context_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_updates_per_write: 1000,
-            max_preconditions: 1000,
-            max_read_limit: 1000,
-            max_delete_limit: 1000,
-            max_lookup_resources_limit: 1000,
-            max_export_batch: 10_000,
-            max_bulk_checks: 10_000,
-            max_relationship_context_bytes: 25_000,
-            max_request_context_bytes: 4096,
-        }
-    }
-}
-
-impl From<&crate::service::Limits> for Limits {
-    /// The service's configured limits; LookupResources and export keep
-    /// SpiceDB's defaults, which the service does not configure.
-    fn from(l: &crate::service::Limits) -> Self {
-        // A limit beyond u32 cannot be exceeded by a u32 request field.
-        let wire = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Self {
-            max_updates_per_write: l.max_updates_per_write,
-            max_preconditions: l.max_preconditions,
-            max_read_limit: wire(l.max_read_limit),
-            max_delete_limit: wire(l.max_delete_limit),
-            max_bulk_checks: l.max_bulk_checks,
-            max_relationship_context_bytes: l.max_relationship_context_bytes,
-            max_request_context_bytes: l.max_request_context_bytes,
-            ..Self::default()
-        }
-    }
-}
+/// The limits requests are checked against (one struct, the service's).
+pub use crate::service::Limits;
 
 type Checked = Result<(), ServiceError>;
 
@@ -651,12 +603,13 @@ fn filter_shape(f: Option<&v1::RelationshipFilter>) -> Checked {
 
 /// `optional_limit` of 0 means "no limit"; above the server's maximum is
 /// EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT.
-fn limit(value: u32, max: u32, field: &str) -> Checked {
+fn limit(value: u32, max: usize, field: &str) -> Checked {
+    let (value, max) = (u64::from(value), max as u64);
     if value > max {
         return Err(ServiceError::ExceedsLimit {
             field: field.to_string(),
-            value: u64::from(value),
-            max: u64::from(max),
+            value,
+            max,
         });
     }
     Ok(())

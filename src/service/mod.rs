@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_preconditions: usize,
     pub max_read_limit: usize,
     pub max_delete_limit: usize,
+    pub max_lookup_resources_limit: usize,
+    /// Export page size (`--max-bulk-export-relationships-limit`).
+    pub max_export_batch: usize,
     pub max_bulk_checks: usize,
     pub max_relationship_context_bytes: usize,
     pub max_request_context_bytes: usize,
@@ -43,6 +46,8 @@ impl Default for Limits {
             max_preconditions: 1000,
             max_read_limit: 1000,
             max_delete_limit: 1000,
+            max_lookup_resources_limit: 1000,
+            max_export_batch: 10_000,
             max_bulk_checks: 10_000,
             max_relationship_context_bytes: 25_000,
             max_request_context_bytes: 4096,

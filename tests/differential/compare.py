@@ -235,7 +235,7 @@ class ServerGone(Exception):
 
 
 class Runner:
-    def __init__(self, client, timeout: float, strict_messages: bool, quiet: bool, out=sys.stdout):
+    def __init__(self, client, timeout: float, strict_messages: bool, quiet: bool, out=None):
         self.client = client
         self.timeout = timeout
         self.strict_messages = strict_messages
@@ -249,7 +249,7 @@ class Runner:
         self.timeouts = 0  # DEADLINE_EXCEEDED answers in a row
 
     def p(self, *args) -> None:
-        print(*args, file=self.out, flush=True)
+        print(*args, file=self.out or sys.stdout, flush=True)
 
     def rpc(self, method, request):
         import grpc

@@ -170,6 +170,127 @@ class CompareTest(unittest.TestCase):
                          "expected FAILED_PRECONDITION (max depth), got NO_PERMISSION")
 
 
+@unittest.skipUnless(HAVE_AUTHZED, "needs the authzed package")
+class FakeServerTest(unittest.TestCase):
+    """compare.main() against an in-process gRPC server with scripted answers."""
+
+    def setUp(self):
+        import time
+        from concurrent import futures
+
+        import grpc
+        from authzed.api.v1 import permission_service_pb2 as ps
+        from authzed.api.v1 import schema_service_pb2 as ss
+
+        self.calls = []
+        P = ps.CheckPermissionResponse.Permissionship
+
+        def check(req, ctx):
+            self.calls.append(("check", req.resource.object_id))
+            rid = req.resource.object_id
+            if rid == "slow":
+                time.sleep(0.6)
+            if rid == "deep":
+                ctx.abort(grpc.StatusCode.FAILED_PRECONDITION, "max depth exceeded: different words")
+            if rid == "cond":
+                resp = ps.CheckPermissionResponse(permissionship=P.PERMISSIONSHIP_CONDITIONAL_PERMISSION)
+                resp.partial_caveat_info.missing_required_context.append("flag")
+                return resp
+            return ps.CheckPermissionResponse(
+                permissionship=P.PERMISSIONSHIP_HAS_PERMISSION if rid == "yes" else P.PERMISSIONSHIP_NO_PERMISSION)
+
+        def write_schema(req, ctx):
+            self.calls.append(("schema", req.schema))
+            if "reject" in req.schema:
+                ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "nope")
+            return ss.WriteSchemaResponse()
+
+        def read_schema(req, ctx):
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "no schema")
+
+        def write(req, ctx):
+            self.calls.append(("write", len(req.updates)))
+            return ps.WriteRelationshipsResponse()
+
+        def delete(req, ctx):
+            self.calls.append(("delete", req.relationship_filter.resource_type))
+            return ps.DeleteRelationshipsResponse()
+
+        routes = {
+            "/authzed.api.v1.PermissionsService/CheckPermission": (check, ps.CheckPermissionRequest),
+            "/authzed.api.v1.SchemaService/WriteSchema": (write_schema, ss.WriteSchemaRequest),
+            "/authzed.api.v1.SchemaService/ReadSchema": (read_schema, ss.ReadSchemaRequest),
+            "/authzed.api.v1.PermissionsService/WriteRelationships": (write, ps.WriteRelationshipsRequest),
+            "/authzed.api.v1.PermissionsService/DeleteRelationships": (delete, ps.DeleteRelationshipsRequest),
+        }
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):
+                if details.method not in routes:
+                    return None
+                fn, req_cls = routes[details.method]
+                return grpc.unary_unary_rpc_method_handler(fn, req_cls.FromString, lambda m: m.SerializeToString())
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[Handler()])
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def tearDown(self):
+        self.server.stop(0)
+
+    def run_compare(self, cases, *extra):
+        import contextlib
+        import io
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(cases, f)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = compare.main(["--endpoint", f"127.0.0.1:{self.port}", "--token", "k", "--cases", f.name, *extra])
+        Path(f.name).unlink()
+        return code, out.getvalue()
+
+    def case(self, seed, checks, schema="definition user {}\ndefinition doc {\n\trelation viewer: user\n}\n"):
+        return {"seed": seed, "schema": schema, "relationships": ["doc:yes#viewer@user:a"], "checks": [
+            {"resource": f"doc:{rid}", "permission": "viewer", "subject": "user:a", "expected": exp}
+            for rid, exp in checks]}
+
+    def test_agreement_and_failures(self):
+        depth = {"error": {"code": "FAILED_PRECONDITION", "message": "max depth exceeded: ..."}}
+        cases = [self.case(1, [("yes", "HAS_PERMISSION"), ("no", "NO_PERMISSION"), ("deep", depth)]),
+                 self.case(2, [("yes", "NO_PERMISSION"), ("deep", "HAS_PERMISSION")]),
+                 self.case(3, [("no", "NO_PERMISSION")], schema="definition reject {}")]
+        cases[0]["checks"].append({"resource": "doc:cond", "permission": "viewer", "subject": "user:a",
+                                   "expected": "CONDITIONAL_PERMISSION", "missing_context": ["flag"]})
+        code, out = self.run_compare(cases)
+        self.assertEqual(code, 1)
+        self.assertEqual(out.strip().split("\n")[-1], "4 passed, 3 failed")
+        self.assertIn("agreement: 57.14%", out)
+        self.assertIn("=== case seed 2", out)
+        self.assertIn("  FAIL check #0: doc:yes#viewer@user:a", out)
+        self.assertIn("  FAIL check #1: doc:deep#viewer@user:a", out)
+        self.assertIn("=== case seed 3", out)
+        self.assertIn("error messages differing from SpiceDB's (same code): 1", out)
+        self.assertNotIn("=== case seed 1", out)
+        # every case cleans up after itself, per definition
+        self.assertEqual(sum(1 for c in self.calls if c == ("delete", "doc")), 2)
+        self.assertEqual(sum(1 for c in self.calls if c == ("delete", "user")), 2)
+        self.assertIn(("delete", "reject"), self.calls)
+        self.assertIn(("write", 1), self.calls)
+        code, out = self.run_compare(cases[:1], "--strict-messages")
+        self.assertEqual(out.strip().split("\n")[-1], "3 passed, 1 failed")
+
+    def test_timeouts_skip_rest_of_case(self):
+        cases = [self.case(1, [("slow", "NO_PERMISSION")] * 5 + [("yes", "HAS_PERMISSION")]),
+                 self.case(2, [("yes", "HAS_PERMISSION")])]
+        code, out = self.run_compare(cases, "--timeout", "0.3")
+        self.assertEqual(code, 1)
+        self.assertEqual(out.strip().split("\n")[-1], "1 passed, 6 failed")
+        self.assertIn("skipped: the server timed out on 3 checks in a row", out)
+        self.assertEqual(sum(1 for c in self.calls if c == ("check", "slow")), 3)
+
+
 @unittest.skipUnless(CASES.exists(), "no cases.json")
 class CasesFileTest(unittest.TestCase):
     def test_cases_load_and_build(self):

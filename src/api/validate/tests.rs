@@ -175,12 +175,12 @@ const LIMITS: Limits = Limits {
     max_bulk_checks: 10_000,
     max_relationship_context_bytes: 25_000,
     max_request_context_bytes: 4096,
+    max_depth: 50,
 };
 
 #[test]
 fn default_limits_are_spicedbs() {
     assert_eq!(Limits::default(), LIMITS);
-    assert_eq!(Limits::from(&crate::service::Limits::default()), LIMITS);
 }
 
 // ---- CheckPermission -------------------------------------------------------
