@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt as _;
 
-use crate::datastore::Reader;
+use crate::datastore::{Page, Reader};
 use crate::dispatch::{
     BoxFuture, CheckError, CheckRequest, CheckResult, DEFAULT_MAX_DEPTH, Dispatcher, ResultsSetting,
 };
-use crate::model::{ELLIPSIS, Relationship, SubjectRef};
+use crate::model::{ELLIPSIS, Relationship, RelationshipFilter, SubjectFilter, SubjectRef};
 use crate::schema::{
     AllowedSubjectType, ArrowFunction, CompiledSchema, Definition, RelationBody, Rewrite,
     SubjectTarget,
@@ -229,6 +229,62 @@ impl<R: Reader> Evaluation<'_, R> {
         if decided { Ok(found) } else { Err(error) }
     }
 
+    /// The relationships of `relation` on `ids` that can make the subject a
+    /// member: the subject itself, its type's wildcard, and the subject sets
+    /// the schema allows — looked up exactly, as SpiceDB's checkDirect does,
+    /// rather than reading every subject of the type (a popular user's
+    /// thousands of followers, for one follower's check).
+    async fn relevant_relationships(
+        &self,
+        relation: &str,
+        allowed: &[AllowedSubjectType],
+        ids: &[String],
+    ) -> Result<Vec<Relationship>, CheckError> {
+        let subject = self.subject();
+        let subject_type = subject.object.object_type.as_str();
+        let mut lookups: Vec<SubjectFilter> = Vec::new();
+        for t in allowed {
+            let lookup = match &t.target {
+                SubjectTarget::Object if t.type_name == subject_type && subject.is_object() => {
+                    SubjectFilter {
+                        subject_type: t.type_name.clone(),
+                        subject_id: Some(subject.object.object_id.clone()),
+                        relation: Some(ELLIPSIS.to_string()),
+                    }
+                }
+                SubjectTarget::Wildcard if t.type_name == subject_type => SubjectFilter {
+                    subject_type: t.type_name.clone(),
+                    subject_id: Some("*".to_string()),
+                    relation: Some(ELLIPSIS.to_string()),
+                },
+                // The subject may be a member of any subject set (or be one).
+                SubjectTarget::Relation(r) => SubjectFilter {
+                    subject_type: t.type_name.clone(),
+                    subject_id: None,
+                    relation: Some(r.clone()),
+                },
+                _ => continue,
+            };
+            if !lookups.contains(&lookup) {
+                lookups.push(lookup);
+            }
+        }
+        let mut rels = Vec::new();
+        for id in ids {
+            for lookup in &lookups {
+                let filter = RelationshipFilter {
+                    resource_type: Some(self.request.resource_type.clone()),
+                    resource_id: Some(id.clone()),
+                    relation: Some(relation.to_string()),
+                    subject: Some(lookup.clone()),
+                    ..Default::default()
+                };
+                rels.extend(self.reader.query(&filter, &Page::default()).await?);
+            }
+        }
+        Ok(rels)
+    }
+
     /// A relation: its stored subjects, wildcards and subject sets.
     async fn direct(
         &self,
@@ -237,29 +293,7 @@ impl<R: Reader> Evaluation<'_, R> {
         ids: &[String],
     ) -> Result<Memberships, CheckError> {
         let subject = self.subject();
-        let subject_type = subject.object.object_type.as_str();
-        let mut types: Vec<&str> = Vec::new();
-        for t in allowed {
-            let relevant = match &t.target {
-                SubjectTarget::Object => {
-                    t.type_name == subject_type && subject.relation == ELLIPSIS
-                }
-                SubjectTarget::Wildcard => t.type_name == subject_type,
-                // The subject may be a member of any subject set.
-                SubjectTarget::Relation(_) => true,
-            };
-            if relevant && !types.contains(&t.type_name.as_str()) {
-                types.push(t.type_name.as_str());
-            }
-        }
-        if types.is_empty() {
-            return Ok(Memberships::new());
-        }
-        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let rels = self
-            .reader
-            .query_resources(&self.request.resource_type, &id_refs, relation, &types)
-            .await?;
+        let rels = self.relevant_relationships(relation, allowed, ids).await?;
 
         let mut found = Memberships::new();
         // Subject sets to ask about, grouped by (type, relation).
