@@ -17,6 +17,8 @@
 //! Everything runs on one current-thread tokio runtime: one thread, one
 //! request at a time.
 
+mod support;
+
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
@@ -97,17 +99,6 @@ fn load(
     importing
 }
 
-/// Resident set size in bytes, from /proc/self/statm (Linux).
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("statm has a resident field");
-    pages * 4096
-}
-
 /// In a child: loads a network of `n` relationships and prints
 /// `count seconds bytes_per_relationship`.
 ///
@@ -122,10 +113,10 @@ fn measure_load(n: usize) {
     let rt = runtime();
     let relationships = workload::social_network(n, SEED);
     drop(relationships[..IMPORT_CHUNK.min(relationships.len())].to_vec());
-    let before = rss_bytes();
+    let before = support::rss_bytes();
     let services = stack();
     let importing = load(&rt, &services, &relationships);
-    let after = rss_bytes();
+    let after = support::rss_bytes();
     let count = relationships.len();
     println!(
         "{count} {} {}",

@@ -7,6 +7,8 @@
 //! 100k and 1M first (each measured in a fresh child process, so memory one
 //! run freed cannot flatter the next), then runs the throughput benchmark.
 
+mod support;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,17 +83,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Resident set size in bytes, from /proc/self/statm (Linux).
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("statm has a resident field");
-    pages * 4096
-}
-
 /// In a child: loads `n` relationships in batches and prints
 /// `bytes_per_relationship seconds`.
 fn measure_rss(n: usize) {
@@ -99,7 +90,7 @@ fn measure_rss(n: usize) {
     let ds = MemoryDatastore::new(RevisionConfig::default(), Arc::new(SystemClock));
     // Warm the allocator with one batch's worth of input first.
     drop((0..LOAD_BATCH).map(|i| social(i, n)).collect::<Vec<_>>());
-    let before = rss_bytes();
+    let before = support::rss_bytes();
     let started = Instant::now();
     for start in (0..n).step_by(LOAD_BATCH) {
         let batch: Vec<Relationship> = (start..(start + LOAD_BATCH).min(n))
@@ -109,7 +100,7 @@ fn measure_rss(n: usize) {
             .expect("bulk load");
     }
     let seconds = started.elapsed().as_secs_f64();
-    let after = rss_bytes();
+    let after = support::rss_bytes();
     println!(
         "{} {seconds}",
         after.saturating_sub(before) as f64 / n as f64

@@ -45,17 +45,7 @@ pub fn check_permission(req: &v1::CheckPermissionRequest, limits: &Limits) -> Ch
     subject_wildcard_without_relation(req.subject.as_ref(), "subject")?;
     // Handler.
     request_context(req.context.as_ref(), "context", limits)?;
-    if req
-        .subject
-        .as_ref()
-        .and_then(|s| s.object.as_ref())
-        .is_some_and(|o| o.object_id == "*")
-    {
-        return Err(ServiceError::WildcardNotAllowed {
-            field: "subject.object_id".into(),
-        });
-    }
-    Ok(())
+    subject_not_wildcard(req.subject.as_ref(), "subject.object_id")
 }
 
 /// CheckBulkPermissions, the request as a whole. What SpiceDB reports per
@@ -239,17 +229,7 @@ pub fn lookup_resources(req: &v1::LookupResourcesRequest, limits: &Limits) -> Ch
     )?;
     // No context size check: SpiceDB 1.54's LookupResources passes the
     // context on unmeasured (a 5 KB context is answered, not refused).
-    if req
-        .subject
-        .as_ref()
-        .and_then(|s| s.object.as_ref())
-        .is_some_and(|o| o.object_id == "*")
-    {
-        return Err(ServiceError::WildcardNotAllowed {
-            field: "subject_id".into(),
-        });
-    }
-    Ok(())
+    subject_not_wildcard(req.subject.as_ref(), "subject_id")
 }
 
 /// LookupSubjects. A concrete limit is UNIMPLEMENTED, as in SpiceDB.
@@ -603,6 +583,20 @@ fn filter_shape(f: Option<&v1::RelationshipFilter>) -> Checked {
 
 /// `optional_limit` of 0 means "no limit"; above the server's maximum is
 /// EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT.
+/// A `*` subject cannot be checked or looked up from (WILDCARD_NOT_ALLOWED),
+/// reported under `field`.
+fn subject_not_wildcard(subject: Option<&v1::SubjectReference>, field: &str) -> Checked {
+    if subject
+        .and_then(|s| s.object.as_ref())
+        .is_some_and(|o| o.object_id == "*")
+    {
+        return Err(ServiceError::WildcardNotAllowed {
+            field: field.into(),
+        });
+    }
+    Ok(())
+}
+
 fn limit(value: u32, max: usize, field: &str) -> Checked {
     let (value, max) = (u64::from(value), max as u64);
     if value > max {

@@ -480,32 +480,22 @@ impl Store {
             reverse.entry(reverse_key(r)).or_default().push(slot);
         }
         let mut ops = Vec::new();
-        for (key, mut group) in forward {
-            group.sort_unstable_by(|&a, &b| table.forward_cmp(a, b));
-            let existing = self.indexes.forward.get(&key);
-            if existing.is_none_or(|index| worth_merging(index, &group)) {
-                let merged = match existing {
-                    Some(index) => index.merged(&group, |a, b| table.forward_cmp(a, b).is_lt()),
-                    None => SortedIndex::from_sorted(group),
-                };
-                ops.push(IndexOp::ReplaceForward(key, merged));
-            } else {
-                ops.extend(group.into_iter().map(IndexOp::InsertForward));
-            }
-        }
-        for (key, mut group) in reverse {
-            group.sort_unstable_by(|&a, &b| table.reverse_cmp(a, b));
-            let existing = self.indexes.reverse.get(&key);
-            if existing.is_none_or(|index| worth_merging(index, &group)) {
-                let merged = match existing {
-                    Some(index) => index.merged(&group, |a, b| table.reverse_cmp(a, b).is_lt()),
-                    None => SortedIndex::from_sorted(group),
-                };
-                ops.push(IndexOp::ReplaceReverse(key, merged));
-            } else {
-                ops.extend(group.into_iter().map(IndexOp::InsertReverse));
-            }
-        }
+        plan_index(
+            forward,
+            &self.indexes.forward,
+            |a, b| table.forward_cmp(a, b),
+            IndexOp::ReplaceForward,
+            IndexOp::InsertForward,
+            &mut ops,
+        );
+        plan_index(
+            reverse,
+            &self.indexes.reverse,
+            |a, b| table.reverse_cmp(a, b),
+            IndexOp::ReplaceReverse,
+            IndexOp::InsertReverse,
+            &mut ops,
+        );
         ops
     }
 
@@ -573,6 +563,32 @@ pub enum IndexOp {
     ReplaceReverse(ReverseKey, SortedIndex),
     InsertForward(u32),
     InsertReverse(u32),
+}
+
+/// Plans adding each group of slots to its index (forward or reverse): a
+/// merge into a new index where the group is large next to it, else
+/// inserts one by one.
+fn plan_index<K: std::hash::Hash + Eq>(
+    groups: HashMap<K, Vec<u32>>,
+    existing: &HashMap<K, SortedIndex>,
+    cmp: impl Fn(u32, u32) -> Ordering,
+    replace: fn(K, SortedIndex) -> IndexOp,
+    insert: fn(u32) -> IndexOp,
+    ops: &mut Vec<IndexOp>,
+) {
+    for (key, mut group) in groups {
+        group.sort_unstable_by(|&a, &b| cmp(a, b));
+        let current = existing.get(&key);
+        if current.is_none_or(|index| worth_merging(index, &group)) {
+            let merged = match current {
+                Some(index) => index.merged(&group, |a, b| cmp(a, b).is_lt()),
+                None => SortedIndex::from_sorted(group),
+            };
+            ops.push(replace(key, merged));
+        } else {
+            ops.extend(group.into_iter().map(insert));
+        }
+    }
 }
 
 /// Merging rebuilds the whole index; inserting costs about `log n`
