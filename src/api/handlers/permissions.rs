@@ -1,98 +1,14 @@
-//! The tonic handlers of PermissionsService and SchemaService: each one
-//! validates the request, converts it to a service call, and converts the
-//! result back. RPCs not implemented yet answer UNIMPLEMENTED through the
-//! generated default stubs.
-
-use std::sync::Arc;
+//! PermissionsService: checks, relationship reads and writes.
 
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
-use super::proto::v1;
-use super::proto::v1::permissions_service_server::PermissionsService;
-use super::proto::v1::schema_service_server::SchemaService;
-use super::{convert, status, validate};
+use super::{Api, DISPATCH_COUNT_KEY, check_params, context, permissionship_fields};
+use crate::api::proto::v1;
+use crate::api::proto::v1::permissions_service_server::PermissionsService;
+use crate::api::{convert, status, validate};
 use crate::datastore::Datastore;
-use crate::model::{Consistency, Revision};
-use crate::service::{
-    CheckParams, DeleteParams, Permissionship, ReadParams, ServiceError, Services, WriteParams,
-};
-
-/// Response metadata key SpiceDB uses for the dispatch count of a check.
-const DISPATCH_COUNT_KEY: &str = "io.spicedb.respmeta.dispatchedoperationscount";
-
-/// The public API over one set of services.
-pub struct Api<D: Datastore> {
-    services: Arc<Services<D>>,
-}
-
-impl<D: Datastore> Api<D> {
-    pub fn new(services: Arc<Services<D>>) -> Self {
-        Self { services }
-    }
-
-    fn limits(&self) -> &validate::Limits {
-        self.services.limits()
-    }
-
-    fn token(&self, revision: Revision) -> v1::ZedToken {
-        convert::zed_token(revision, self.services.datastore().unique_id(), &[])
-    }
-
-    fn consistency(
-        &self,
-        consistency: Option<&v1::Consistency>,
-    ) -> Result<Consistency, ServiceError> {
-        convert::consistency(consistency, self.services.datastore().unique_id())
-    }
-}
-
-fn context(
-    s: Option<&prost_types::Struct>,
-    path: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, ServiceError> {
-    s.map_or_else(
-        || Ok(serde_json::Map::new()),
-        |s| convert::struct_to_json(s, path),
-    )
-}
-
-fn check_params(
-    resource: Option<&v1::ObjectReference>,
-    permission: &str,
-    subject: Option<&v1::SubjectReference>,
-    ctx: Option<&prost_types::Struct>,
-    path: &str,
-) -> Result<CheckParams, ServiceError> {
-    let field = |name: &str| {
-        if path.is_empty() {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    Ok(CheckParams {
-        resource: convert::object_ref(resource, &field("resource"))?,
-        permission: permission.to_string(),
-        subject: convert::subject_ref(subject, &field("subject"))?,
-        context: context(ctx, &field("context"))?,
-    })
-}
-
-/// The proto enum value and caveat info of a permissionship.
-fn permissionship_fields(p: &Permissionship) -> (i32, Option<v1::PartialCaveatInfo>) {
-    use v1::check_permission_response::Permissionship as P;
-    match p {
-        Permissionship::NoPermission => (P::NoPermission as i32, None),
-        Permissionship::HasPermission => (P::HasPermission as i32, None),
-        Permissionship::Conditional { missing_context } => (
-            P::ConditionalPermission as i32,
-            Some(v1::PartialCaveatInfo {
-                missing_required_context: missing_context.clone(),
-            }),
-        ),
-    }
-}
+use crate::service::{DeleteParams, ReadParams, WriteParams};
 
 #[tonic::async_trait]
 impl<D: Datastore> PermissionsService for Api<D> {
@@ -269,32 +185,5 @@ impl<D: Datastore> PermissionsService for Api<D> {
             })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
-    }
-}
-
-#[tonic::async_trait]
-impl<D: Datastore> SchemaService for Api<D> {
-    async fn read_schema(
-        &self,
-        request: Request<v1::ReadSchemaRequest>,
-    ) -> Result<Response<v1::ReadSchemaResponse>, Status> {
-        validate::read_schema(request.get_ref())?;
-        let (schema_text, revision) = self.services.read_schema().await?;
-        Ok(Response::new(v1::ReadSchemaResponse {
-            schema_text,
-            read_at: Some(self.token(revision)),
-        }))
-    }
-
-    async fn write_schema(
-        &self,
-        request: Request<v1::WriteSchemaRequest>,
-    ) -> Result<Response<v1::WriteSchemaResponse>, Status> {
-        let req = request.into_inner();
-        validate::write_schema(&req)?;
-        let revision = self.services.write_schema(&req.schema).await?;
-        Ok(Response::new(v1::WriteSchemaResponse {
-            written_at: Some(self.token(revision)),
-        }))
     }
 }
