@@ -232,7 +232,8 @@ pub fn lookup_resources(req: &v1::LookupResourcesRequest, limits: &Limits) -> Ch
     subject_not_wildcard(req.subject.as_ref(), "subject_id")
 }
 
-/// LookupSubjects. A concrete limit is UNIMPLEMENTED, as in SpiceDB.
+/// LookupSubjects. Unlike SpiceDB (UNIMPLEMENTED), a concrete limit pages
+/// the results, bounded like LookupResources' limit.
 pub fn lookup_subjects(req: &v1::LookupSubjectsRequest, limits: &Limits) -> Checked {
     consistency(req.consistency.as_ref())?;
     object_reference(req.resource.as_ref(), "resource")?;
@@ -250,12 +251,11 @@ pub fn lookup_subjects(req: &v1::LookupSubjectsRequest, limits: &Limits) -> Chec
         Shape::OptionalRelation,
     )?;
     cursor(req.optional_cursor.as_ref(), "optional_cursor")?;
-    // Handler.
-    if req.optional_concrete_limit != 0 {
-        return Err(ServiceError::Unimplemented {
-            what: "optional_concrete_limit".into(),
-        });
-    }
+    limit(
+        req.optional_concrete_limit,
+        limits.max_lookup_resources_limit,
+        "optional_concrete_limit",
+    )?;
     request_context(req.context.as_ref(), "context", limits)
 }
 

@@ -3,7 +3,7 @@
 //! that LookupResources walks from a subject type back to resource relations.
 //! Computed once per schema at compile time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::compiled::*;
 
@@ -63,6 +63,32 @@ impl Reachability {
         self.entrypoints
             .get(&(subject_type.to_string(), subject_relation.to_string()))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The keys (`type#relation`, `type#...` for objects) whose subjects can
+    /// reach `type_name#relation` by following entrypoints, itself included:
+    /// a reverse walk toward it need not leave this set.
+    pub fn keys_reaching(&self, type_name: &str, relation: &str) -> HashSet<RelationKey> {
+        let mut feeding: HashMap<(&str, &str), Vec<&RelationKey>> = HashMap::new();
+        for (key, edges) in &self.entrypoints {
+            for edge in edges {
+                feeding
+                    .entry((edge.resource_type.as_str(), edge.resource_relation.as_str()))
+                    .or_default()
+                    .push(key);
+            }
+        }
+        let target = (type_name.to_string(), relation.to_string());
+        let mut reached = HashSet::from([target.clone()]);
+        let mut pending = vec![target];
+        while let Some((t, r)) = pending.pop() {
+            for &key in feeding.get(&(t.as_str(), r.as_str())).into_iter().flatten() {
+                if reached.insert(key.clone()) {
+                    pending.push(key.clone());
+                }
+            }
+        }
+        reached
     }
 
     pub(super) fn compute(schema: &CompiledSchema) -> Self {

@@ -9,7 +9,7 @@ use crate::graph::Membership;
 use crate::model::{Consistency, ObjectRef, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
 
-use super::write_validation::{known_definition, unknown_relation};
+use super::lookup::validate_names;
 use super::{ServiceError, Services};
 
 /// One permission question.
@@ -114,23 +114,12 @@ impl<D: Datastore> Services<D> {
 
 /// The resource, permission and subject must exist in the schema.
 fn validate_check(schema: &CompiledSchema, params: &CheckParams) -> Result<(), ServiceError> {
-    let definition = known_definition(schema, &params.resource.object_type)?;
-    if definition.relation(&params.permission).is_none() {
-        return Err(unknown_relation(
-            &params.resource.object_type,
-            &params.permission,
-        ));
-    }
-    let subject_type = &params.subject.object.object_type;
-    let subject_definition = known_definition(schema, subject_type)?;
-    if !params.subject.is_object()
-        && subject_definition
-            .relation(&params.subject.relation)
-            .is_none()
-    {
-        return Err(unknown_relation(subject_type, &params.subject.relation));
-    }
-    Ok(())
+    validate_names(
+        schema,
+        &params.resource.object_type,
+        &params.permission,
+        &params.subject,
+    )
 }
 
 pub(super) fn check_error(e: CheckError) -> ServiceError {
@@ -152,7 +141,7 @@ pub(super) fn check_error(e: CheckError) -> ServiceError {
 /// A membership as the API reports it: a conditional membership is decided
 /// by evaluating its caveats with the request's context; CONDITIONAL lists
 /// the parameters it still lacks, sorted.
-fn permissionship(
+pub(super) fn permissionship(
     schema: &CompiledSchema,
     membership: Membership,
     request_context: &serde_json::Map<String, serde_json::Value>,

@@ -6,6 +6,7 @@
 mod check;
 pub mod cursor;
 pub mod error;
+mod lookup;
 mod relationships;
 mod schema;
 pub mod validation_file;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
 pub use error::ServiceError;
+pub use lookup::{LookedUpResource, LookedUpSubject, LookupResourcesParams, LookupSubjectsParams};
 pub use relationships::{DeleteOutcome, DeleteParams, ReadPage, ReadParams, WriteParams};
 
 use crate::datastore::Datastore;

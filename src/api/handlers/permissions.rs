@@ -1,5 +1,6 @@
 //! PermissionsService: checks, relationship reads and writes.
 
+use futures::StreamExt as _;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
@@ -8,7 +9,11 @@ use crate::api::proto::v1;
 use crate::api::proto::v1::permissions_service_server::PermissionsService;
 use crate::api::{convert, status, validate};
 use crate::datastore::Datastore;
-use crate::service::{DeleteParams, ReadParams, WriteParams};
+use crate::graph::expand::{ExpandKind, ExpandNode, SetOperation};
+use crate::service::{
+    DeleteParams, LookedUpSubject, LookupResourcesParams, LookupSubjectsParams, Permissionship,
+    ReadParams, WriteParams,
+};
 
 #[tonic::async_trait]
 impl<D: Datastore> PermissionsService for Api<D> {
@@ -185,5 +190,169 @@ impl<D: Datastore> PermissionsService for Api<D> {
             })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+    }
+
+    async fn lookup_resources(
+        &self,
+        request: Request<v1::LookupResourcesRequest>,
+    ) -> Result<Response<BoxStream<v1::LookupResourcesResponse>>, Status> {
+        let req = request.into_inner();
+        validate::lookup_resources(&req, self.limits())?;
+        let consistency = self.consistency(req.consistency.as_ref())?;
+        let params = LookupResourcesParams {
+            resource_type: req.resource_object_type,
+            permission: req.permission,
+            subject: convert::subject_ref(req.subject.as_ref(), "subject")?,
+            context: context(req.context.as_ref(), "context")?,
+            limit: (req.optional_limit > 0).then_some(req.optional_limit as usize),
+            cursor: req.optional_cursor.map(|c| c.token),
+        };
+        let (revision, found) = self.services.lookup_resources(params, consistency).await?;
+        let looked_up_at = self.token(revision);
+        let responses = found.map(move |item| {
+            let found = item.map_err(Status::from)?;
+            let (permissionship, partial_caveat_info) =
+                lookup_permissionship(&found.permissionship);
+            Ok(v1::LookupResourcesResponse {
+                looked_up_at: Some(looked_up_at.clone()),
+                resource_object_id: found.id,
+                permissionship,
+                partial_caveat_info,
+                after_result_cursor: Some(v1::Cursor {
+                    token: found.cursor,
+                }),
+            })
+        });
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn lookup_subjects(
+        &self,
+        request: Request<v1::LookupSubjectsRequest>,
+    ) -> Result<Response<BoxStream<v1::LookupSubjectsResponse>>, Status> {
+        let req = request.into_inner();
+        validate::lookup_subjects(&req, self.limits())?;
+        let consistency = self.consistency(req.consistency.as_ref())?;
+        let params = LookupSubjectsParams {
+            resource: convert::object_ref(req.resource.as_ref(), "resource")?,
+            permission: req.permission,
+            subject_type: req.subject_object_type,
+            subject_relation: req.optional_subject_relation,
+            context: context(req.context.as_ref(), "context")?,
+            include_wildcard: req.wildcard_option
+                != v1::lookup_subjects_request::WildcardOption::ExcludeWildcards as i32,
+            limit: (req.optional_concrete_limit > 0)
+                .then_some(req.optional_concrete_limit as usize),
+            cursor: req.optional_cursor.map(|c| c.token),
+        };
+        let (revision, subjects) = self.services.lookup_subjects(params, consistency).await?;
+        let looked_up_at = self.token(revision);
+        let responses: Vec<Result<v1::LookupSubjectsResponse, Status>> = subjects
+            .into_iter()
+            .map(|found| Ok(lookup_subjects_response(found, &looked_up_at)))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+    }
+
+    async fn expand_permission_tree(
+        &self,
+        request: Request<v1::ExpandPermissionTreeRequest>,
+    ) -> Result<Response<v1::ExpandPermissionTreeResponse>, Status> {
+        let req = request.into_inner();
+        validate::expand_permission_tree(&req)?;
+        let consistency = self.consistency(req.consistency.as_ref())?;
+        let resource = convert::object_ref(req.resource.as_ref(), "resource")?;
+        let (revision, tree) = self
+            .services
+            .expand(resource, req.permission, consistency)
+            .await?;
+        Ok(Response::new(v1::ExpandPermissionTreeResponse {
+            expanded_at: Some(self.token(revision)),
+            tree_root: Some(relationship_tree(&tree)),
+        }))
+    }
+}
+
+/// The lookup enum value and caveat info of a permissionship.
+fn lookup_permissionship(p: &Permissionship) -> (i32, Option<v1::PartialCaveatInfo>) {
+    use v1::LookupPermissionship as L;
+    match p {
+        Permissionship::Conditional { missing_context } => (
+            L::ConditionalPermission as i32,
+            Some(v1::PartialCaveatInfo {
+                missing_required_context: missing_context.clone(),
+            }),
+        ),
+        _ => (L::HasPermission as i32, None),
+    }
+}
+
+// SpiceDB still fills the deprecated mirror fields, which older clients read.
+#[allow(deprecated)]
+fn lookup_subjects_response(
+    found: LookedUpSubject,
+    looked_up_at: &v1::ZedToken,
+) -> v1::LookupSubjectsResponse {
+    let (permissionship, partial_caveat_info) = lookup_permissionship(&found.permissionship);
+    v1::LookupSubjectsResponse {
+        looked_up_at: Some(looked_up_at.clone()),
+        subject_object_id: found.id.clone(),
+        excluded_subject_ids: found.excluded.iter().map(|(id, _)| id.clone()).collect(),
+        permissionship,
+        partial_caveat_info: partial_caveat_info.clone(),
+        subject: Some(v1::ResolvedSubject {
+            subject_object_id: found.id,
+            permissionship,
+            partial_caveat_info,
+        }),
+        excluded_subjects: found
+            .excluded
+            .iter()
+            .map(|(id, p)| resolved_subject(id, p))
+            .collect(),
+        after_result_cursor: Some(v1::Cursor {
+            token: found.cursor,
+        }),
+    }
+}
+
+fn resolved_subject(id: &str, p: &Permissionship) -> v1::ResolvedSubject {
+    let (permissionship, partial_caveat_info) = lookup_permissionship(p);
+    v1::ResolvedSubject {
+        subject_object_id: id.to_string(),
+        permissionship,
+        partial_caveat_info,
+    }
+}
+
+/// An expansion as SpiceDB's v1 tree: every node labelled with what it
+/// expands.
+fn relationship_tree(node: &ExpandNode) -> v1::PermissionRelationshipTree {
+    use v1::algebraic_subject_set::Operation;
+    let tree_type = match &node.kind {
+        ExpandKind::Set {
+            operation,
+            children,
+        } => {
+            let operation = match operation {
+                SetOperation::Union => Operation::Union,
+                SetOperation::Intersection => Operation::Intersection,
+                SetOperation::Exclusion => Operation::Exclusion,
+            };
+            v1::permission_relationship_tree::TreeType::Intermediate(v1::AlgebraicSubjectSet {
+                operation: operation as i32,
+                children: children.iter().map(relationship_tree).collect(),
+            })
+        }
+        ExpandKind::Leaf(subjects) => {
+            v1::permission_relationship_tree::TreeType::Leaf(v1::DirectSubjectSet {
+                subjects: subjects.iter().map(v1::SubjectReference::from).collect(),
+            })
+        }
+    };
+    v1::PermissionRelationshipTree {
+        tree_type: Some(tree_type),
+        expanded_object: Some((&node.object).into()),
+        expanded_relation: node.relation.clone(),
     }
 }

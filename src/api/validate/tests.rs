@@ -748,10 +748,13 @@ fn lookup_subjects_rules() {
         "subject_object_type"
     );
     req.subject_object_type = "user".into();
+    // Trellis pages LookupSubjects (SpiceDB answers UNIMPLEMENTED).
     req.optional_concrete_limit = 5;
+    lookup_subjects(&req, &LIMITS).expect("a concrete limit is served");
+    req.optional_concrete_limit = 1001;
     assert!(matches!(
         lookup_subjects(&req, &LIMITS),
-        Err(ServiceError::Unimplemented { .. })
+        Err(ServiceError::ExceedsLimit { field, .. }) if field == "optional_concrete_limit"
     ));
 }
 

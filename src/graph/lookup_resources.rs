@@ -1,0 +1,375 @@
+//! LookupResources: every `type:id` whose `permission` includes a subject.
+//! Walks the schema's reachability graph backwards from the subject
+//! (inventory §4.2): each entrypoint turns the ids reached so far into the
+//! resources they feed, through reverse-index reads (stored subjects,
+//! wildcards, arrows) or directly (computed usersets, `self`). The walk
+//! stays inside the part of the graph that can reach the target.
+//!
+//! A resource reached only through unconditional edges and uncaveated
+//! relationships is a member for certain and is emitted as soon as it is
+//! found. One reached through an intersection, an exclusion, `.all()` or a
+//! caveat is a candidate: a check (through the dispatcher) decides it,
+//! once per level of the walk, in batches.
+//!
+//! Every `type:id#relation` is visited once (twice if a certain path turns
+//! up after an uncertain one), so cyclic data ends the walk instead of
+//! exhausting a depth limit. Results come out in one order for a given
+//! snapshot and request, which is what lets a cursor resume by position.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tokio::sync::mpsc;
+
+use crate::datastore::{Page, Reader, ReverseQuery};
+use crate::dispatch::{CheckError, CheckRequest, Dispatcher, ResultsSetting};
+use crate::model::{ContextualizedCaveat, ELLIPSIS, Revision, SubjectRef};
+use crate::schema::CompiledSchema;
+use crate::schema::reachability::{Entrypoint, EntrypointKind, RelationKey};
+
+use super::Membership;
+
+/// Ids sent to the datastore or the dispatcher at once (SpiceDB's chunk).
+const BATCH: usize = 100;
+
+/// The question: which `resource_type` objects have `permission` for
+/// `subject`, at `revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupResourcesRequest {
+    pub resource_type: String,
+    pub permission: String,
+    pub subject: SubjectRef,
+    pub revision: Revision,
+    /// Depth budget of the checks that confirm candidates.
+    pub max_depth: u32,
+}
+
+/// One result: a resource id and the subject's membership in its
+/// permission (`Member`, or `Conditional` on caveats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundResource {
+    pub id: String,
+    pub membership: Membership,
+}
+
+/// How a node was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reach {
+    /// Through a conditional edge or a caveat: a candidate only.
+    Maybe,
+    /// Through unconditional edges and uncaveated relationships only.
+    Certain,
+}
+
+impl Reach {
+    fn through(self, edge: &Entrypoint, caveat: Option<&ContextualizedCaveat>) -> Reach {
+        if edge.conditional || caveat.is_some() {
+            Reach::Maybe
+        } else {
+            self
+        }
+    }
+}
+
+/// Ids per `type#relation`, in the order they were reached.
+type Frontier = BTreeMap<RelationKey, Vec<(String, Reach)>>;
+
+/// Sends every resource the subject can reach to `out`, each once, as it
+/// is found. Stops early, without error, when `out` is closed.
+pub async fn lookup_resources<R: Reader>(
+    reader: &R,
+    schema: &CompiledSchema,
+    dispatcher: &dyn Dispatcher,
+    request: &LookupResourcesRequest,
+    out: &mpsc::Sender<FoundResource>,
+) -> Result<(), CheckError> {
+    if schema.definition(&request.resource_type).is_none() {
+        return Err(CheckError::UnknownDefinition(request.resource_type.clone()));
+    }
+    if schema
+        .relation(&request.resource_type, &request.permission)
+        .is_none()
+    {
+        return Err(CheckError::UnknownRelation {
+            definition: request.resource_type.clone(),
+            relation: request.permission.clone(),
+        });
+    }
+    let mut walk = Walk {
+        reader,
+        schema,
+        dispatcher,
+        request,
+        out,
+        target: (request.resource_type.clone(), request.permission.clone()),
+        relevant: schema
+            .reachability()
+            .keys_reaching(&request.resource_type, &request.permission),
+        reached: HashMap::new(),
+        decided: HashSet::new(),
+    };
+    walk.run().await
+}
+
+struct Walk<'a, R> {
+    reader: &'a R,
+    schema: &'a CompiledSchema,
+    dispatcher: &'a dyn Dispatcher,
+    request: &'a LookupResourcesRequest,
+    out: &'a mpsc::Sender<FoundResource>,
+    target: RelationKey,
+    relevant: HashSet<RelationKey>,
+    reached: HashMap<RelationKey, HashMap<String, Reach>>,
+    /// Target ids emitted or ruled out.
+    decided: HashSet<String>,
+}
+
+/// Whether the consumer is still listening.
+type Open = bool;
+
+impl<R: Reader> Walk<'_, R> {
+    async fn run(&mut self) -> Result<(), CheckError> {
+        let subject = self.request.subject.clone();
+        let mut frontier = Frontier::new();
+        self.offer(
+            &mut frontier,
+            (subject.object.object_type.clone(), subject.relation.clone()),
+            &subject.object.object_id,
+            Reach::Certain,
+        );
+        let mut start = true;
+        while !frontier.is_empty() {
+            let mut next = Frontier::new();
+            if std::mem::take(&mut start) && !subject.is_object() {
+                // `type:*` covers a subject set of the type too, as in Check.
+                let wildcard_edges: Vec<Entrypoint> = self
+                    .edges_from(&(subject.object.object_type.clone(), ELLIPSIS.to_string()))
+                    .into_iter()
+                    .filter(|e| e.kind == EntrypointKind::Wildcard)
+                    .collect();
+                for edge in wildcard_edges {
+                    self.follow_wildcard(
+                        &subject.object.object_type,
+                        Reach::Certain,
+                        &edge,
+                        &mut next,
+                    )
+                    .await?;
+                }
+            }
+            let mut candidates: Vec<String> = Vec::new();
+            for (key, ids) in &frontier {
+                if *key == self.target && !self.settle_target(ids, &mut candidates).await? {
+                    return Ok(());
+                }
+                for edge in self.edges_from(key) {
+                    for chunk in ids.chunks(BATCH) {
+                        self.follow(key, &edge, chunk, &mut next).await?;
+                    }
+                }
+            }
+            if !self.confirm(candidates).await? {
+                return Ok(());
+            }
+            frontier = next;
+        }
+        Ok(())
+    }
+
+    /// The edges leaving `key` that lead toward the target.
+    fn edges_from(&self, key: &RelationKey) -> Vec<Entrypoint> {
+        self.schema
+            .reachability()
+            .entrypoints(&key.0, &key.1)
+            .iter()
+            .filter(|e| {
+                self.relevant
+                    .contains(&(e.resource_type.clone(), e.resource_relation.clone()))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Records `id` under `key` if it is new or now reached for certain.
+    fn offer(&mut self, next: &mut Frontier, key: RelationKey, id: &str, reach: Reach) {
+        let seen = self.reached.entry(key.clone()).or_default();
+        match seen.get(id) {
+            Some(&known) if known >= reach => {}
+            _ => {
+                seen.insert(id.to_string(), reach);
+                next.entry(key).or_default().push((id.to_string(), reach));
+            }
+        }
+    }
+
+    /// Emits target ids reached for certain; collects the others for a
+    /// check. Returns false once the consumer has gone.
+    async fn settle_target(
+        &mut self,
+        ids: &[(String, Reach)],
+        candidates: &mut Vec<String>,
+    ) -> Result<Open, CheckError> {
+        for (id, reach) in ids {
+            if self.decided.contains(id) {
+                continue;
+            }
+            match reach {
+                Reach::Certain => {
+                    self.decided.insert(id.clone());
+                    if !self.emit(id, Membership::Member).await {
+                        return Ok(false);
+                    }
+                }
+                Reach::Maybe => candidates.push(id.clone()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Decides candidates by checking them, in batches.
+    async fn confirm(&mut self, mut candidates: Vec<String>) -> Result<Open, CheckError> {
+        candidates.retain(|id| !self.decided.contains(id));
+        candidates.sort_unstable();
+        candidates.dedup();
+        for chunk in candidates.chunks(BATCH) {
+            let result = self
+                .dispatcher
+                .check(CheckRequest {
+                    resource_type: self.request.resource_type.clone(),
+                    resource_ids: chunk.to_vec(),
+                    relation: self.request.permission.clone(),
+                    subject: self.request.subject.clone(),
+                    revision: self.request.revision,
+                    depth_remaining: self.request.max_depth,
+                    results_setting: ResultsSetting::RequireAllResults,
+                })
+                .await?;
+            for id in chunk {
+                self.decided.insert(id.clone());
+                let membership = result.membership(id);
+                if !membership.is_not_member() && !self.emit(id, membership).await {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn emit(&self, id: &str, membership: Membership) -> Open {
+        self.out
+            .send(FoundResource {
+                id: id.to_string(),
+                membership,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Follows one edge from a chunk of ids of `key`.
+    async fn follow(
+        &mut self,
+        key: &RelationKey,
+        edge: &Entrypoint,
+        ids: &[(String, Reach)],
+        next: &mut Frontier,
+    ) -> Result<(), CheckError> {
+        let to = (edge.resource_type.clone(), edge.resource_relation.clone());
+        let is_object = key.1 == ELLIPSIS;
+        match &edge.kind {
+            EntrypointKind::Computed => {
+                for (id, reach) in ids {
+                    self.offer(next, to.clone(), id, reach.through(edge, None));
+                }
+            }
+            EntrypointKind::SelfRef if is_object => {
+                for (id, reach) in ids {
+                    self.offer(next, to.clone(), id, reach.through(edge, None));
+                }
+            }
+            EntrypointKind::SelfRef => {}
+            EntrypointKind::Direct => {
+                let query =
+                    reverse_query(key, ids, Some(key.1.clone()), edge, &edge.resource_relation);
+                self.follow_relationships(&query, ids, edge, to, next)
+                    .await?;
+            }
+            EntrypointKind::Arrow { tupleset, .. } => {
+                // An arrow ignores the relation its tupleset's subjects carry.
+                let query = reverse_query(key, ids, None, edge, tupleset);
+                self.follow_relationships(&query, ids, edge, to, next)
+                    .await?;
+            }
+            EntrypointKind::Wildcard if is_object => {
+                // `type:*` covers every id of the type, whichever was reached.
+                let best = ids.iter().map(|(_, r)| *r).max().unwrap_or(Reach::Maybe);
+                self.follow_wildcard(&key.0, best, edge, next).await?;
+            }
+            EntrypointKind::Wildcard => {}
+        }
+        Ok(())
+    }
+
+    /// Offers the resources that store the wildcard of `subject_type` on
+    /// the edge's relation.
+    async fn follow_wildcard(
+        &mut self,
+        subject_type: &str,
+        reach: Reach,
+        edge: &Entrypoint,
+        next: &mut Frontier,
+    ) -> Result<(), CheckError> {
+        let query = ReverseQuery {
+            subject_type: subject_type.to_string(),
+            subject_ids: vec!["*".to_string()],
+            subject_relation: Some(ELLIPSIS.to_string()),
+            resource_type: edge.resource_type.clone(),
+            resource_relation: edge.resource_relation.clone(),
+        };
+        let to = (edge.resource_type.clone(), edge.resource_relation.clone());
+        let rels = self.reader.query_subjects(&query, &Page::default()).await?;
+        for rel in rels {
+            let reached = reach.through(edge, rel.caveat.as_ref());
+            self.offer(next, to.clone(), &rel.resource.object_id, reached);
+        }
+        Ok(())
+    }
+
+    /// Reads the relationships `query` names and offers their resources,
+    /// each reached as surely as its subject was.
+    async fn follow_relationships(
+        &mut self,
+        query: &ReverseQuery,
+        ids: &[(String, Reach)],
+        edge: &Entrypoint,
+        to: RelationKey,
+        next: &mut Frontier,
+    ) -> Result<(), CheckError> {
+        let reach_of: HashMap<&str, Reach> = ids.iter().map(|(id, r)| (id.as_str(), *r)).collect();
+        let rels = self.reader.query_subjects(query, &Page::default()).await?;
+        for rel in rels {
+            let Some(&reach) = reach_of.get(rel.subject.object.object_id.as_str()) else {
+                continue;
+            };
+            let reach = reach.through(edge, rel.caveat.as_ref());
+            self.offer(next, to.clone(), &rel.resource.object_id, reach);
+        }
+        Ok(())
+    }
+}
+
+/// The reverse-index read for an edge: relationships on
+/// `edge.resource_type#resource_relation` whose subject is one of `ids`.
+fn reverse_query(
+    key: &RelationKey,
+    ids: &[(String, Reach)],
+    subject_relation: Option<String>,
+    edge: &Entrypoint,
+    resource_relation: &str,
+) -> ReverseQuery {
+    ReverseQuery {
+        subject_type: key.0.clone(),
+        subject_ids: ids.iter().map(|(id, _)| id.clone()).collect(),
+        subject_relation,
+        resource_type: edge.resource_type.clone(),
+        resource_relation: resource_relation.to_string(),
+    }
+}
