@@ -344,40 +344,31 @@ async fn import_export(server: &Server, args: &Value, testdata: &Path) -> Value 
             optional_relation: String::new(),
             optional_subject_filter: None,
         });
-    let mut exported = Vec::new();
-    let mut cursor = None;
-    loop {
-        let pages: Vec<v1::ExportBulkRelationshipsResponse> = client
-            .export_bulk_relationships(authed(v1::ExportBulkRelationshipsRequest {
-                consistency: full(),
-                optional_limit: number(args, "optional_limit"),
-                optional_cursor: cursor.clone(),
-                optional_relationship_filter: filter.clone(),
-            }))
-            .await
-            .expect("export")
-            .into_inner()
-            .map(|r| r.expect("page"))
-            .collect()
-            .await;
-        if pages.is_empty() {
-            break;
-        }
-        for page in &pages {
-            exported.extend(page.relationships.iter().map(relationship_text));
-            cursor = page.after_result_cursor.clone();
-        }
-        // One call streams every page; a cursor is only needed to resume.
-        if cursor.is_none() || !pages.iter().any(|p| !p.relationships.is_empty()) {
-            break;
-        }
+    let export = |cursor: Option<v1::Cursor>| v1::ExportBulkRelationshipsRequest {
+        consistency: full(),
+        optional_limit: number(args, "optional_limit"),
+        optional_cursor: cursor,
+        optional_relationship_filter: filter.clone(),
+    };
+    // One call streams every page; the last page's cursor resumes after it.
+    let pages: Vec<v1::ExportBulkRelationshipsResponse> =
+        match client.export_bulk_relationships(authed(export(None))).await {
+            Ok(stream) => {
+                stream
+                    .into_inner()
+                    .map(|r| r.expect("page"))
+                    .collect()
+                    .await
+            }
+            Err(e) => return Value::String(format!("export failed: {e}")),
+        };
+    let exported: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.relationships.iter().map(relationship_text))
+        .collect();
+    if let Some(cursor) = pages.last().and_then(|p| p.after_result_cursor.clone()) {
         let resumed: Vec<v1::ExportBulkRelationshipsResponse> = client
-            .export_bulk_relationships(authed(v1::ExportBulkRelationshipsRequest {
-                consistency: full(),
-                optional_limit: number(args, "optional_limit"),
-                optional_cursor: cursor.clone(),
-                optional_relationship_filter: filter.clone(),
-            }))
+            .export_bulk_relationships(authed(export(Some(cursor))))
             .await
             .expect("export resumed")
             .into_inner()
@@ -388,7 +379,6 @@ async fn import_export(server: &Server, args: &Value, testdata: &Path) -> Value 
             resumed.iter().all(|p| p.relationships.is_empty()),
             "resuming after the last page exports nothing more"
         );
-        break;
     }
     Value::Sequence(exported.into_iter().map(Value::String).collect())
 }
