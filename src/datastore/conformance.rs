@@ -799,6 +799,7 @@ where
         let page = fetch(Page {
             after: after.clone(),
             limit: Some(limit),
+            ..Default::default()
         })
         .await;
         assert!(page.len() <= limit);
@@ -854,6 +855,25 @@ pub async fn paging_has_no_gaps_or_duplicates<F: DatastoreFactory>(factory: &F) 
             .expect("query_subjects"),
     );
     assert_eq!(all_reverse.len(), 24);
+    // Any order: the same relationships, and the same order every time.
+    let unordered = texts(
+        &reader
+            .query_subjects(&reverse, &Page::everything_any_order())
+            .await
+            .expect("query_subjects in any order"),
+    );
+    let again = texts(
+        &reader
+            .query_subjects(&reverse, &Page::everything_any_order())
+            .await
+            .expect("query_subjects in any order"),
+    );
+    assert_eq!(unordered, again);
+    let mut sorted = unordered.clone();
+    sorted.sort();
+    let mut expected = all_reverse.clone();
+    expected.sort();
+    assert_eq!(sorted, expected);
     page_through(&all_reverse, 5, |page| {
         let (reader, reverse) = (reader.clone(), reverse.clone());
         async move {
@@ -879,6 +899,7 @@ pub async fn paging_resumes_after_a_deleted_cursor<F: DatastoreFactory>(factory:
     let page = Page {
         after: Some(rel("doc:b#viewer@user:x").key()),
         limit: Some(10),
+        ..Default::default()
     };
     let rels = ds
         .snapshot(r)
@@ -905,6 +926,7 @@ pub async fn resource_id_prefix<F: DatastoreFactory>(factory: &F) {
             &Page {
                 after: Some(rel(SOCIAL[2]).key()),
                 limit: Some(1),
+                ..Default::default()
             },
         )
         .await
@@ -1398,6 +1420,7 @@ async fn model_check<R: Reader>(reader: &R, model: &Model, rng: &mut Rng) {
         let page = Page {
             after: after.clone(),
             limit: Some(limit),
+            ..Default::default()
         };
         let rels = reader.query(&filter, &page).await.expect("query page");
         after = rels.last().map(Relationship::key);
@@ -1435,6 +1458,7 @@ async fn model_check<R: Reader>(reader: &R, model: &Model, rng: &mut Rng) {
     let page = Page {
         after: None,
         limit: Some(limit),
+        ..Default::default()
     };
     let got = reader.query_subjects(&query, &page).await;
     let got = texts(&got.expect("query_subjects"));

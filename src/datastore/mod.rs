@@ -110,6 +110,25 @@ pub struct Page {
     /// Return only relationships strictly after this key.
     pub after: Option<RelationshipKey>,
     pub limit: Option<usize>,
+    /// The caller reads everything and needs no key order (reverse walks):
+    /// the datastore may answer in its cheapest order, which must still be
+    /// the same for the same snapshot and query. Ignored with `after` or
+    /// `limit`, which need key order.
+    pub any_order: bool,
+}
+
+impl Page {
+    /// Everything, in whatever order is cheapest (fixed per snapshot).
+    pub fn everything_any_order() -> Page {
+        Page {
+            any_order: true,
+            ..Page::default()
+        }
+    }
+
+    pub fn wants_key_order(&self) -> bool {
+        !self.any_order || self.after.is_some() || self.limit.is_some()
+    }
 }
 
 /// Where a read should start in the reverse (by subject) index: subject

@@ -325,7 +325,10 @@ impl<R: Reader> Walk<'_, R> {
             resource_relation: edge.resource_relation.clone(),
         };
         let to = (edge.resource_type.clone(), edge.resource_relation.clone());
-        let rels = self.reader.query_subjects(&query, &Page::default()).await?;
+        let rels = self
+            .reader
+            .query_subjects(&query, &Page::everything_any_order())
+            .await?;
         for rel in rels {
             let reached = reach.through(edge, rel.caveat.as_ref());
             self.offer(next, to.clone(), &rel.resource.object_id, reached);
@@ -344,7 +347,10 @@ impl<R: Reader> Walk<'_, R> {
         next: &mut Frontier,
     ) -> Result<(), CheckError> {
         let reach_of: HashMap<&str, Reach> = ids.iter().map(|(id, r)| (id.as_str(), *r)).collect();
-        let rels = self.reader.query_subjects(query, &Page::default()).await?;
+        let rels = self
+            .reader
+            .query_subjects(query, &Page::everything_any_order())
+            .await?;
         for rel in rels {
             let Some(&reach) = reach_of.get(rel.subject.object.object_id.as_str()) else {
                 continue;

@@ -180,6 +180,7 @@ impl<D: Datastore> Services<D> {
         let page = Page {
             after: resume.map(|c| c.after),
             limit: params.limit,
+            ..Default::default()
         };
         let relationships = reader
             .query(&params.filter, &page)

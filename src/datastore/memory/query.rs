@@ -161,14 +161,16 @@ impl Store {
         out
     }
 
-    /// Visible relationships by subject for a reverse walk, in key order,
-    /// strictly after `after`, at most `limit`.
+    /// Visible relationships by subject for a reverse walk, strictly after
+    /// `after`, at most `limit`; in key order if `ordered`, else in index
+    /// order (subject by subject), which skips a sort.
     pub fn query_subjects(
         &self,
         query: &ReverseQuery,
         after: Option<&RelationshipKey>,
         limit: usize,
         at: At,
+        ordered: bool,
     ) -> Vec<u32> {
         let table = &self.table;
         let interner = &table.interner;
@@ -198,7 +200,7 @@ impl Store {
                 runs += 1;
             }
         }
-        self.finish(out, runs <= 1, limit)
+        self.finish(out, runs <= 1 || !ordered, limit)
     }
 
     /// The live (not deleted) version of `key` at head, expired or not.

@@ -142,9 +142,28 @@ impl Reader for MemoryReader {
         query: &ReverseQuery,
         page: &Page,
     ) -> DatastoreResult<Vec<Relationship>> {
-        self.paged(page, true, |state, after, limit, at| {
-            state.store.query_subjects(query, after, limit, at)
-        })
+        if page.wants_key_order() {
+            return self.paged(page, true, |state, after, limit, at| {
+                state.store.query_subjects(query, after, limit, at, true)
+            });
+        }
+        // A batch of subject ids at a time, releasing the lock between them.
+        let mut ids = query.subject_ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::new();
+        for batch in ids.chunks(ID_BATCH) {
+            let batch_query = ReverseQuery {
+                subject_ids: batch.to_vec(),
+                ..query.clone()
+            };
+            let state = self.inner.read()?;
+            let at = self.at(&state)?;
+            let store = &state.store;
+            let slots = store.query_subjects(&batch_query, None, usize::MAX, at, false);
+            out.extend(slots.iter().map(|&slot| store.table.relationship(slot)));
+        }
+        Ok(out)
     }
 
     async fn schema(&self) -> DatastoreResult<Option<Arc<StoredSchema>>> {
