@@ -9,6 +9,7 @@ pub mod error;
 mod relationships;
 mod schema;
 pub mod validation_file;
+mod watch;
 mod write_validation;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
 pub use error::ServiceError;
 pub use relationships::{DeleteOutcome, DeleteParams, ReadPage, ReadParams, WriteParams};
+pub use watch::{WatchEvent, WatchParams, WatchSettings, WatchStream};
 
 use crate::datastore::Datastore;
 use crate::datastore::schema_cache::{SchemaCache, SchemaLoadError};

@@ -6,6 +6,9 @@
 
 mod permissions;
 mod schema;
+mod watch;
+
+pub use watch::WatchApi;
 
 use std::sync::Arc;
 
