@@ -1,11 +1,13 @@
-//! Opaque cursors for paged reads. A cursor pins the revision of the first
-//! page (so later pages read the same snapshot), the last key returned, and
-//! a fingerprint of the request it belongs to (a cursor replayed with a
-//! different request is refused). Encoded as hex of a small JSON document.
+//! Opaque cursors for paged reads (ReadRelationships and
+//! ExportBulkRelationships). A cursor pins the revision of the first page
+//! (so later pages read the same snapshot), the last key returned, and a
+//! fingerprint of the request it belongs to (a cursor replayed with a
+//! different request, or with another RPC, is refused). Encoded as hex of a
+//! small JSON document.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ObjectRef, RelationshipKey, Revision, SubjectRef};
+use crate::model::{ObjectRef, RelationshipFilter, RelationshipKey, Revision, SubjectRef};
 
 use super::ServiceError;
 
@@ -24,6 +26,39 @@ struct Payload {
 pub struct Cursor {
     pub revision: Revision,
     pub after: RelationshipKey,
+}
+
+/// The paged RPC a cursor belongs to; part of its fingerprint, so one
+/// RPC's cursor is refused by the other even for the same filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    ReadRelationships,
+    ExportRelationships,
+}
+
+/// Identifies a paged request: the RPC and its filter (an export without a
+/// filter has the empty one). The page size is left out on purpose: a
+/// client may resume with a different one.
+pub fn fingerprint(purpose: Purpose, filter: &RelationshipFilter) -> String {
+    let subject = filter.subject.as_ref().map(|s| {
+        format!(
+            "{}:{}#{}",
+            s.subject_type,
+            s.subject_id.as_deref().unwrap_or(""),
+            s.relation.as_deref().unwrap_or("")
+        )
+    });
+    let text = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        purpose,
+        filter.resource_type,
+        filter.resource_id,
+        filter.resource_id_prefix,
+        filter.relation,
+        subject
+    );
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Encodes a cursor after `key` at `revision` for a request with `fingerprint`.
@@ -114,5 +149,20 @@ mod tests {
             })
         ));
         assert!(decode("", "abc").is_err());
+    }
+
+    #[test]
+    fn fingerprints_tell_rpcs_and_filters_apart() {
+        let docs = RelationshipFilter {
+            resource_type: Some("doc".into()),
+            ..RelationshipFilter::default()
+        };
+        let read = fingerprint(Purpose::ReadRelationships, &docs);
+        assert_eq!(read, fingerprint(Purpose::ReadRelationships, &docs.clone()));
+        assert_ne!(read, fingerprint(Purpose::ExportRelationships, &docs));
+        assert_ne!(
+            read,
+            fingerprint(Purpose::ReadRelationships, &RelationshipFilter::default())
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! API layer converts protobuf to these calls and back; nothing here knows
 //! about gRPC.
 
+mod bulk;
 mod check;
 pub mod cursor;
 pub mod error;
@@ -14,6 +15,7 @@ mod write_validation;
 
 use std::sync::Arc;
 
+pub use bulk::{Export, ExportPage, ExportParams, Import};
 pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
 pub use error::ServiceError;
 pub use relationships::{DeleteOutcome, DeleteParams, ReadPage, ReadParams, WriteParams};

@@ -4,6 +4,7 @@
 //! service uses. RPCs not implemented answer UNIMPLEMENTED through the
 //! generated default stubs.
 
+mod bulk;
 mod permissions;
 mod schema;
 mod watch;
