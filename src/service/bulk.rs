@@ -78,15 +78,6 @@ impl<D: Datastore> Import<D> {
         Ok(())
     }
 
-    /// How many relationships have been received.
-    pub fn len(&self) -> usize {
-        self.relationships.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.relationships.is_empty()
-    }
-
     /// Writes everything received in one transaction; returns its revision
     /// (`None` when nothing was received, and nothing is written) and the
     /// number loaded.
