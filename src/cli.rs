@@ -14,6 +14,7 @@ use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::schema;
+use trellis::service::WatchSettings;
 use trellis::validationfile;
 
 /// Trellis: a Zanzibar-style permission service, compatible with SpiceDB.
@@ -83,6 +84,20 @@ struct ServeArgs {
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TRELLIS_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// How often an idle Watch stream that asked for checkpoints gets one.
+    #[arg(long, env = "TRELLIS_WATCH_API_HEARTBEAT", default_value = "1s", value_parser = parse_duration)]
+    watch_api_heartbeat: Duration,
+    /// Watch events buffered per stream for a slow reader.
+    #[arg(
+        long,
+        env = "TRELLIS_DATASTORE_WATCH_BUFFER_LENGTH",
+        default_value_t = 1024
+    )]
+    datastore_watch_buffer_length: usize,
+    /// How long a Watch event may wait for room in a full buffer before the
+    /// stream is disconnected (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "TRELLIS_DATASTORE_WATCH_BUFFER_WRITE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    datastore_watch_buffer_write_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -104,6 +119,11 @@ impl ServeArgs {
             bootstrap_files: self.datastore_bootstrap_files,
             shutdown_grace: self.shutdown_grace,
             gc_interval: self.datastore_gc_interval,
+            watch: WatchSettings {
+                heartbeat: self.watch_api_heartbeat,
+                buffer_length: self.datastore_watch_buffer_length,
+                buffer_write_timeout: self.datastore_watch_buffer_write_timeout,
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::datastore::RevisionConfig;
+use crate::service::WatchSettings;
 
 /// Which datastore engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +44,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the datastore reclaims dead versions.
     pub gc_interval: Duration,
+    /// Watch heartbeat and per-stream buffering.
+    pub watch: WatchSettings,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             bootstrap_files: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             gc_interval: Duration::from_secs(180),
+            watch: WatchSettings::default(),
         }
     }
 }
@@ -72,6 +76,7 @@ impl fmt::Debug for Config {
             .field("bootstrap_files", &self.bootstrap_files)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("gc_interval", &self.gc_interval)
+            .field("watch", &self.watch)
             .finish()
     }
 }

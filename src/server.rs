@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::auth::PresharedKeys;
-use crate::api::handlers::Api;
+use crate::api::handlers::{Api, WatchApi};
 use crate::api::proto::{self, v1};
 use crate::config::Config;
 use crate::datastore::Datastore;
@@ -95,6 +95,13 @@ pub async fn run<D: Datastore>(
     );
     let schema = v1::schema_service_server::SchemaServiceServer::with_interceptor(
         Api::new(services.clone()),
+        authenticate.clone(),
+    );
+    // Watch streams never finish on their own; flipping this ends them
+    // when shutdown begins, so draining does not wait out the grace period.
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let watch = v1::watch_service_server::WatchServiceServer::with_interceptor(
+        WatchApi::new(services.clone(), config.watch, closing_rx),
         authenticate,
     );
 
@@ -104,6 +111,9 @@ pub async fn run<D: Datastore>(
         .await;
     health_reporter
         .set_serving::<v1::schema_service_server::SchemaServiceServer<Api<D>>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::watch_service_server::WatchServiceServer<WatchApi<D>>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -120,11 +130,13 @@ pub async fn run<D: Datastore>(
         .add_service(reflection)
         .add_service(permissions)
         .add_service(schema)
+        .add_service(watch)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight calls");
+                closing.send_replace(true);
                 let _ = drained_tx.send(());
             },
         );

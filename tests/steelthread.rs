@@ -13,31 +13,16 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt as _;
 use serde_yaml_ng::Value;
-use tonic::Request;
-use tonic::transport::Channel;
 
 use trellis::api::proto::v1;
 use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
 use trellis::model::parse_relationship;
 
-const KEY: &str = "steelthread-key";
-
-struct Server {
-    channel: Channel,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use common::server::{TestServer as Server, authed};
 
 async fn start() -> Server {
-    let (channel, stop) = common::server::start(KEY).await;
-    Server {
-        channel,
-        _stop: stop,
-    }
-}
-
-fn authed<T>(message: T) -> Request<T> {
-    common::server::authed(KEY, message)
+    Server::start_default().await
 }
 
 fn full() -> Option<v1::Consistency> {

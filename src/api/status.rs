@@ -369,6 +369,7 @@ fn describe(err: &ServiceError) -> Described {
         ),
         E::Unimplemented { .. } => Described::plain(C::Unimplemented, message),
         E::Cancelled => Described::plain(C::Cancelled, message),
+        E::WatchDisconnected => Described::plain(C::ResourceExhausted, message),
         E::DeadlineExceeded => Described::plain(C::DeadlineExceeded, message),
         E::Internal { message } => {
             // Handled here, so logged here; the text may name tables,

@@ -82,6 +82,8 @@ macro_rules! datastore_conformance_tests {
             schema_history_per_revision,
             changes_since_lists_changes_in_order,
             changes_since_respects_limit_and_head,
+            changes_since_omits_expiry,
+            wait_for_commit_wakes_on_the_next_commit,
             check_revision_range,
             optimized_revision_is_quantized,
             gc_keeps_what_readers_see,
@@ -1094,6 +1096,61 @@ pub async fn changes_since_respects_limit_and_head<F: DatastoreFactory>(factory:
     assert_eq!(got, revisions[1..3]);
     let at_head = ds.changes_since(revisions[3], 10).await.expect("feed");
     assert!(at_head.is_empty());
+}
+
+/// Expiry is not a change: a relationship that expires appears in the feed
+/// only when written, and deleting or GC-ing it once expired adds nothing
+/// (Watch does not report expiry-driven deletions).
+pub async fn changes_since_omits_expiry<F: DatastoreFactory>(factory: &F) {
+    let Fixture { ds, clock } = fixture(factory).await;
+    let mut expiring = rel("doc:a#viewer@user:x");
+    expiring.expires_at = Some(clock.now_plus(Duration::from_secs(10)));
+    let r1 = write_one(&ds, UpdateOperation::Touch, expiring.clone())
+        .await
+        .revision;
+    clock.advance(Duration::from_secs(10));
+    let r2 = delete(&ds, &["doc:a#viewer@user:x"]).await;
+    let r3 = touch(&ds, &["doc:b#viewer@user:x"]).await;
+    let feed = ds.changes_since(r1, 10).await.expect("feed");
+    assert_eq!(
+        feed.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        vec![r2, r3]
+    );
+    assert!(
+        feed[0].changes.is_empty(),
+        "deleting an expired relationship is no change: {:?}",
+        feed[0].changes
+    );
+    assert_eq!(
+        feed[1].changes,
+        vec![Change::Touch(rel("doc:b#viewer@user:x"))]
+    );
+    let feed = ds.changes_since(Revision(0), 10).await.expect("feed");
+    assert_eq!(feed[0].changes, vec![Change::Touch(expiring)]);
+}
+
+/// `wait_for_commit` answers at once when a newer revision exists, and
+/// otherwise wakes with the revision of the next commit.
+pub async fn wait_for_commit_wakes_on_the_next_commit<F: DatastoreFactory>(factory: &F) {
+    // Generous bounds: a hung wait fails the test instead of hanging it.
+    const BOUND: Duration = Duration::from_secs(30);
+    let Fixture { ds, .. } = fixture(factory).await;
+    let r0 = head(&ds).await;
+    let r1 = touch(&ds, &["doc:a#viewer@user:x"]).await;
+    let already = tokio::time::timeout(BOUND, ds.wait_for_commit(r0))
+        .await
+        .expect("a newer revision exists: no wait")
+        .expect("wait succeeds");
+    assert_eq!(already, r1);
+    let (woken, r2) = tokio::join!(tokio::time::timeout(BOUND, ds.wait_for_commit(r1)), async {
+        // The waiter is polled first and finds nothing newer.
+        tokio::task::yield_now().await;
+        touch(&ds, &["doc:b#viewer@user:x"]).await
+    });
+    let woken = woken.expect("woken by the commit").expect("wait succeeds");
+    assert_eq!(woken, r2);
+    let idle = tokio::time::timeout(Duration::from_millis(20), ds.wait_for_commit(r2)).await;
+    assert!(idle.is_err(), "no commit after r2, yet the wait ended");
 }
 
 // ---- revision policy ----

@@ -245,10 +245,35 @@ pub trait Datastore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = DatastoreResult<Vec<RevisionChanges>>> + Send;
 
+    /// Resolves with the head revision once one newer than `after` has
+    /// been committed (at once if one already has). Watch waits on this
+    /// between reads of the change feed; callers bound the wait with their
+    /// own timeout. The default polls `head_revision` every
+    /// `COMMIT_POLL_INTERVAL`, which any backend can do; a backend that
+    /// knows when it commits (memory) wakes waiters instead.
+    fn wait_for_commit(
+        &self,
+        after: Revision,
+    ) -> impl Future<Output = DatastoreResult<Revision>> + Send {
+        async move {
+            loop {
+                let head = self.head_revision().await?;
+                if head > after {
+                    return Ok(head);
+                }
+                tokio::time::sleep(COMMIT_POLL_INTERVAL).await;
+            }
+        }
+    }
+
     /// Removes versions no reader inside the GC window can see; returns how
     /// many relationship versions were reclaimed.
     fn collect_garbage(&self) -> impl Future<Output = DatastoreResult<usize>> + Send;
 }
+
+/// How often the default `Datastore::wait_for_commit` looks at head:
+/// SpiceDB's minimum sleep between polls of a PostgreSQL change feed.
+pub const COMMIT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Revision timing shared by datastores (SpiceDB's flags and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,13 @@
-//! Opaque cursors for paged reads. A cursor pins the revision of the first
-//! page (so later pages read the same snapshot), the last key returned, and
-//! a fingerprint of the request it belongs to (a cursor replayed with a
-//! different request is refused). Encoded as hex of a small JSON document.
+//! Opaque cursors for paged reads (ReadRelationships and
+//! ExportBulkRelationships). A cursor pins the revision of the first page
+//! (so later pages read the same snapshot), the last key returned, and a
+//! fingerprint of the request it belongs to (a cursor replayed with a
+//! different request, or with another RPC, is refused). Encoded as hex of a
+//! small JSON document.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ObjectRef, RelationshipKey, Revision, SubjectRef};
+use crate::model::{ObjectRef, RelationshipFilter, RelationshipKey, Revision, SubjectRef};
 
 use super::ServiceError;
 
@@ -24,6 +26,37 @@ struct Payload {
 pub struct Cursor {
     pub revision: Revision,
     pub after: RelationshipKey,
+}
+
+/// The paged RPC a cursor belongs to; part of its fingerprint, so one
+/// RPC's cursor is refused by the other even for the same filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    ReadRelationships,
+    ExportRelationships,
+}
+
+/// Identifies a paged request: the RPC and its filter (an export without a
+/// filter has the empty one). The page size is left out on purpose: a
+/// client may resume with a different one.
+pub fn filter_fingerprint(purpose: Purpose, filter: &RelationshipFilter) -> String {
+    let optional = |v: &Option<String>| format!("{v:?}");
+    let subject = filter.subject.as_ref().map(|s| {
+        format!(
+            "{}:{}#{}",
+            s.subject_type,
+            s.subject_id.as_deref().unwrap_or(""),
+            s.relation.as_deref().unwrap_or("")
+        )
+    });
+    fingerprint(&[
+        &format!("{purpose:?}"),
+        &optional(&filter.resource_type),
+        &optional(&filter.resource_id),
+        &optional(&filter.resource_id_prefix),
+        &optional(&filter.relation),
+        &optional(&subject),
+    ])
 }
 
 /// Encodes a cursor after `key` at `revision` for a request with `fingerprint`.
@@ -201,5 +234,26 @@ mod tests {
             .key();
         assert!(decode_position(&encode(Revision(1), "fp", &key), "fp").is_err());
         assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
+    }
+
+    #[test]
+    fn fingerprints_tell_rpcs_and_filters_apart() {
+        let docs = RelationshipFilter {
+            resource_type: Some("doc".into()),
+            ..RelationshipFilter::default()
+        };
+        let read = filter_fingerprint(Purpose::ReadRelationships, &docs);
+        assert_eq!(
+            read,
+            filter_fingerprint(Purpose::ReadRelationships, &docs.clone())
+        );
+        assert_ne!(
+            read,
+            filter_fingerprint(Purpose::ExportRelationships, &docs)
+        );
+        assert_ne!(
+            read,
+            filter_fingerprint(Purpose::ReadRelationships, &RelationshipFilter::default())
+        );
     }
 }

@@ -154,6 +154,12 @@ pub enum ServiceError {
     /// DEADLINE_EXCEEDED
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    /// RESOURCE_EXHAUSTED: a Watch consumer read too slowly and its buffer
+    /// stayed full past the write timeout.
+    #[error(
+        "watch disconnected: watch fell too far behind and was disconnected; consider increasing watch buffer size via the flag --datastore-watch-buffer-length"
+    )]
+    WatchDisconnected,
     /// INVALID_ARGUMENT / UNKNOWN_RELATION_OR_PERMISSION: DependentRelations
     /// asked about a relation rather than a permission.
     #[error("the relation `{relation}` is not a permission")]

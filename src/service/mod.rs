@@ -3,6 +3,7 @@
 //! API layer converts protobuf to these calls and back; nothing here knows
 //! about gRPC.
 
+mod bulk;
 mod check;
 pub mod cursor;
 pub mod error;
@@ -10,14 +11,17 @@ mod lookup;
 mod relationships;
 mod schema;
 pub mod validation_file;
+mod watch;
 mod write_validation;
 
 use std::sync::Arc;
 
+pub use bulk::{Export, ExportPage, ExportParams, Import};
 pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
 pub use error::ServiceError;
 pub use lookup::{LookedUpResource, LookedUpSubject, LookupResourcesParams, LookupSubjectsParams};
 pub use relationships::{DeleteOutcome, DeleteParams, ReadPage, ReadParams, WriteParams};
+pub use watch::{WatchEvent, WatchParams, WatchSettings, WatchStream};
 
 use crate::datastore::Datastore;
 use crate::datastore::schema_cache::{SchemaCache, SchemaLoadError};

@@ -160,7 +160,8 @@ impl<D: Datastore> Services<D> {
                 max: self.limits.max_read_limit as u64,
             });
         }
-        let fingerprint = fingerprint(&params.filter);
+        let fingerprint =
+            cursor::filter_fingerprint(cursor::Purpose::ReadRelationships, &params.filter);
         let resume = params
             .cursor
             .as_deref()
@@ -275,26 +276,4 @@ fn filter_of(rel: &Relationship) -> RelationshipFilter {
         relation: Some(rel.relation.clone()),
         ..Default::default()
     }
-}
-
-/// Identifies a read request's filter, so its cursors cannot serve another.
-fn fingerprint(filter: &RelationshipFilter) -> String {
-    let subject = filter.subject.as_ref().map(|s| {
-        format!(
-            "{}:{}#{}",
-            s.subject_type,
-            s.subject_id.as_deref().unwrap_or(""),
-            s.relation.as_deref().unwrap_or("")
-        )
-    });
-    let text = format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}",
-        filter.resource_type,
-        filter.resource_id,
-        filter.resource_id_prefix,
-        filter.relation,
-        subject
-    );
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,54 +1,128 @@
-//! A real Trellis server on a free loopback port (memory datastore), for
-//! tests that speak gRPC to it.
+//! A real `trellis` server on a free loopback port for integration tests,
+//! with the config and datastore revision settings a test chooses, and the
+//! request helpers the streaming tests share. Included by path
+//! (`#[path = "common/server.rs"] mod server;`) where needed.
+
+#![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::Request;
 use tonic::transport::Channel;
 
+use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
 
-/// Starts a server accepting `key`; it stops when the returned sender is
-/// dropped.
-pub async fn start(key: &str) -> (Channel, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("free port");
-    let addr = listener.local_addr().expect("bound address");
-    let config = Config {
-        preshared_keys: vec![key.to_string()],
-        ..Config::default()
-    };
-    let datastore = Arc::new(MemoryDatastore::new(
-        RevisionConfig::default(),
-        Arc::new(SystemClock),
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(trellis::server::run(datastore, config, listener, async {
-        let _ = stopped.await;
-    }));
-    let endpoint = format!("http://{addr}");
-    let channel = loop {
-        match Channel::from_shared(endpoint.clone())
-            .expect("valid uri")
-            .connect()
-            .await
-        {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
-    (channel, stop)
+/// The preshared key every test server requires.
+pub const KEY: &str = "integration-test-key";
+
+/// A running server and a channel to it; the server begins shutting down
+/// when `stop` is called or this is dropped.
+pub struct TestServer {
+    pub channel: Channel,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// `message` with the bearer token `key`.
-pub fn authed<T>(key: &str, message: T) -> Request<T> {
+impl TestServer {
+    /// Starts a server with `config` (its key replaced by `KEY`) over a
+    /// memory datastore with `revisions`.
+    pub async fn start(config: Config, revisions: RevisionConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("free port");
+        let addr = listener.local_addr().expect("bound address");
+        let config = Config {
+            preshared_keys: vec![KEY.to_string()],
+            ..config
+        };
+        let datastore = Arc::new(MemoryDatastore::new(revisions, Arc::new(SystemClock)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(trellis::server::run(datastore, config, listener, async {
+            let _ = stopped.await;
+        }));
+        let endpoint = format!("http://{addr}");
+        let channel = loop {
+            match Channel::from_shared(endpoint.clone())
+                .expect("valid uri")
+                .connect()
+                .await
+            {
+                Ok(channel) => break channel,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        Self {
+            channel,
+            stop: Some(stop),
+        }
+    }
+
+    /// A server with default settings.
+    pub async fn start_default() -> Self {
+        Self::start(Config::default(), RevisionConfig::default()).await
+    }
+
+    /// Begins a graceful shutdown (in-flight calls drain).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// `message` with the test key attached.
+pub fn authed<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
+        format!("Bearer {KEY}").parse().expect("ascii"),
     );
     request
+}
+
+/// A relationship from SpiceDB's text form (`doc:1#viewer@user:tom`), as
+/// the API sends it.
+pub fn relationship(text: &str) -> v1::Relationship {
+    let parsed = trellis::model::parse_relationship(text)
+        .unwrap_or_else(|e| panic!("test relationship `{text}`: {e}"));
+    (&parsed).into()
+}
+
+/// The text form of an API relationship (for comparing sets).
+pub fn text(rel: &v1::Relationship) -> String {
+    let resource = rel.resource.as_ref().expect("resource");
+    let subject = rel.subject.as_ref().expect("subject");
+    let object = subject.object.as_ref().expect("subject object");
+    let mut s = format!(
+        "{}:{}#{}@{}:{}",
+        resource.object_type,
+        resource.object_id,
+        rel.relation,
+        object.object_type,
+        object.object_id
+    );
+    if !subject.optional_relation.is_empty() {
+        s.push('#');
+        s.push_str(&subject.optional_relation);
+    }
+    s
+}
+
+/// An update of `operation` for the relationship in text form.
+pub fn update(operation: v1::relationship_update::Operation, text: &str) -> v1::RelationshipUpdate {
+    v1::RelationshipUpdate {
+        operation: operation as i32,
+        relationship: Some(relationship(text)),
+    }
+}
+
+/// The revision a token stands for.
+pub fn revision(token: &v1::ZedToken) -> u128 {
+    trellis::api::zedtoken::decode(token)
+        .expect("a token this server issued")
+        .revision
+        .0
 }

@@ -3,7 +3,8 @@
 Usage: python test_client.py HOST:PORT PRESHARED_KEY
 
 Covers: schema write/read, write, check, bulk check, read (server stream),
-delete, and error cases. Prints one line per case and a closing
+delete, Watch (server stream, resumed from a token), bulk import (client
+stream) and export (server stream, paged by cursor), and error cases. Prints one line per case and a closing
 `N passed, M failed` line; exits non-zero on any failure.
 """
 
@@ -26,8 +27,15 @@ from authzed.api.v1 import (
     RelationshipUpdate,
     SubjectReference,
     WriteRelationshipsRequest,
+    WatchRequest,
     WriteSchemaRequest,
 )
+from authzed.api.v1.permission_service_pb2 import (
+    ExportBulkRelationshipsRequest,
+    ImportBulkRelationshipsRequest,
+)
+from authzed.api.v1.watch_service_pb2 import WatchKind
+from google.protobuf import struct_pb2
 
 try:
     from authzed.api.v1 import InsecureClient
@@ -173,6 +181,100 @@ def main():
         )
         assert resp.deleted_at.token
         assert check(client, obj("document", "public"), "view", subj("user", "anyone")) == NO
+
+    @case
+    def watch_streams_changes_after_a_token():
+        start = client.WriteRelationships(
+            WriteRelationshipsRequest(updates=[touch(obj("document", "w0"), "viewer", subj("user", "ann"))])
+        ).written_at
+        metadata = struct_pb2.Struct()
+        metadata.update({"request": "python"})
+        first = client.WriteRelationships(
+            WriteRelationshipsRequest(
+                updates=[
+                    RelationshipUpdate(
+                        operation=RelationshipUpdate.Operation.OPERATION_CREATE,
+                        relationship=Relationship(resource=obj("document", "w1"), relation="viewer", subject=subj("user", "ann")),
+                    )
+                ],
+                optional_transaction_metadata=metadata,
+            )
+        ).written_at
+        client.WriteRelationships(
+            WriteRelationshipsRequest(
+                updates=[
+                    RelationshipUpdate(
+                        operation=RelationshipUpdate.Operation.OPERATION_DELETE,
+                        relationship=Relationship(resource=obj("document", "w1"), relation="viewer", subject=subj("user", "ann")),
+                    )
+                ]
+            )
+        )
+        stream = client.Watch(
+            WatchRequest(
+                optional_start_cursor=start,
+                optional_object_types=["document"],
+                optional_update_kinds=[WatchKind.WATCH_KIND_INCLUDE_CHECKPOINTS],
+            ),
+            timeout=30,
+        )
+        try:
+            created = next(stream)
+            assert [(u.operation, u.relationship.resource.object_id) for u in created.updates] == [
+                (RelationshipUpdate.Operation.OPERATION_TOUCH, "w1")
+            ], created
+            assert created.changes_through.token == first.token
+            assert created.optional_transaction_metadata == metadata
+            assert list(created.full_revision_metadata) == [metadata]
+            deleted = next(stream)
+            assert [(u.operation, u.relationship.resource.object_id) for u in deleted.updates] == [
+                (RelationshipUpdate.Operation.OPERATION_DELETE, "w1")
+            ], deleted
+            checkpoint = next(stream)
+            assert checkpoint.is_checkpoint and not checkpoint.updates
+            assert checkpoint.changes_through.token == deleted.changes_through.token
+        finally:
+            stream.cancel()
+        # Resuming from the first change's token sees only what came after it.
+        resumed = client.Watch(WatchRequest(optional_start_cursor=first), timeout=30)
+        try:
+            after = next(resumed)
+            assert [u.operation for u in after.updates] == [RelationshipUpdate.Operation.OPERATION_DELETE], after
+        finally:
+            resumed.cancel()
+
+    @case
+    def bulk_import_then_export_by_pages():
+        batches = [
+            ImportBulkRelationshipsRequest(
+                relationships=[
+                    Relationship(resource=obj("group", f"bulk{b}-{i}"), relation="member", subject=subj("user", "zed"))
+                    for i in range(5)
+                ]
+            )
+            for b in range(3)
+        ]
+        loaded = client.ImportBulkRelationships(iter(batches))
+        assert loaded.num_loaded == 15, loaded
+        expect_error(grpc.StatusCode.ALREADY_EXISTS, lambda: client.ImportBulkRelationships(iter(batches[:1])))
+        exported, cursor, pages = [], None, 0
+        while True:
+            request = ExportBulkRelationshipsRequest(
+                consistency=FULL,
+                optional_limit=4,
+                optional_relationship_filter=RelationshipFilter(resource_type="group", optional_resource_id_prefix="bulk"),
+            )
+            if cursor is not None:
+                request.optional_cursor.CopyFrom(cursor)
+            # One page per call, resuming from the previous page's cursor.
+            page = next(iter(client.ExportBulkRelationships(request)), None)
+            if page is None:
+                break
+            pages += 1
+            exported += [r.resource.object_id for r in page.relationships]
+            cursor = page.after_result_cursor
+        assert exported == sorted(f"bulk{b}-{i}" for b in range(3) for i in range(5)), exported
+        assert pages == 4, pages
 
     @case
     def errors_have_the_right_codes():

@@ -4,8 +4,12 @@
 //! service uses. RPCs not implemented answer UNIMPLEMENTED through the
 //! generated default stubs.
 
+mod bulk;
 mod permissions;
 mod schema;
+mod watch;
+
+pub use watch::WatchApi;
 
 use std::sync::Arc;
 

@@ -1,10 +1,11 @@
-//! PermissionsService: checks, relationship reads and writes.
+//! PermissionsService: checks, relationship reads and writes, bulk import
+//! and export (whose stream handling lives in `bulk`).
 
 use futures::StreamExt as _;
 use tonic::codegen::BoxStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
-use super::{Api, DISPATCH_COUNT_KEY, check_params, context, permissionship_fields};
+use super::{Api, DISPATCH_COUNT_KEY, bulk, check_params, context, permissionship_fields};
 use crate::api::proto::v1;
 use crate::api::proto::v1::permissions_service_server::PermissionsService;
 use crate::api::{convert, status, validate};
@@ -190,6 +191,24 @@ impl<D: Datastore> PermissionsService for Api<D> {
             })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+    }
+
+    async fn import_bulk_relationships(
+        &self,
+        request: Request<Streaming<v1::ImportBulkRelationshipsRequest>>,
+    ) -> Result<Response<v1::ImportBulkRelationshipsResponse>, Status> {
+        let num_loaded = bulk::import_relationships(&self.services, request.into_inner()).await?;
+        Ok(Response::new(v1::ImportBulkRelationshipsResponse {
+            num_loaded,
+        }))
+    }
+
+    async fn export_bulk_relationships(
+        &self,
+        request: Request<v1::ExportBulkRelationshipsRequest>,
+    ) -> Result<Response<BoxStream<v1::ExportBulkRelationshipsResponse>>, Status> {
+        let pages = bulk::export_relationships(&self.services, request.get_ref()).await?;
+        Ok(Response::new(pages))
     }
 
     async fn lookup_resources(

@@ -262,6 +262,7 @@ fn every_variant() -> Vec<(ServiceError, Code, Option<&'static str>)> {
             None,
         ),
         (E::Cancelled, Code::Cancelled, None),
+        (E::WatchDisconnected, Code::ResourceExhausted, None),
         (
             E::Internal {
                 message: "pg: relation \"secret_tenant_table\" does not exist".into(),
@@ -332,6 +333,7 @@ fn exhaustive(e: &ServiceError) {
         | E::NotMigrated { .. }
         | E::Unimplemented { .. }
         | E::Cancelled
+        | E::WatchDisconnected
         | E::Internal { .. }
         | E::ServiceReadOnly
         | E::CaveatEvaluation { .. }

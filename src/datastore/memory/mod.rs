@@ -65,6 +65,9 @@ struct Inner {
     config: RevisionConfig,
     clock: Arc<dyn Clock>,
     unique_id: String,
+    /// The head revision, published after each commit so Watch streams
+    /// wake on a commit instead of polling.
+    head: tokio::sync::watch::Sender<u64>,
 }
 
 /// The data behind the lock.
@@ -104,6 +107,7 @@ impl MemoryDatastore {
                 config,
                 clock,
                 unique_id,
+                head: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -168,6 +172,8 @@ impl Inner {
             metadata: plan.metadata,
         };
         self.write()?.history.commit(entry, plan.schema);
+        // Writers are serialized, so published heads only increase.
+        self.head.send_replace(revision);
         Ok(WriteOutcome {
             revision: Revision(revision.into()),
             deleted_by_filter: plan.deleted_by_filter,
@@ -319,6 +325,18 @@ impl Datastore for MemoryDatastore {
         Ok(entries
             .map(|entry| self.inner.revision_changes(&state, entry))
             .collect())
+    }
+
+    async fn wait_for_commit(&self, after: Revision) -> DatastoreResult<Revision> {
+        let mut head = self.inner.head.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail
+        // while this future is alive; map it anyway rather than assume.
+        let newer = head
+            .wait_for(|&h| u128::from(h) > after.0)
+            .await
+            .map(|h| Revision(u128::from(*h)))
+            .map_err(|_| DatastoreError::Internal("the head revision channel closed".into()))?;
+        Ok(newer)
     }
 
     async fn collect_garbage(&self) -> DatastoreResult<usize> {

@@ -184,3 +184,68 @@ async fn background_gc_stops_with_the_datastore() {
         .expect("the collector ends once the datastore is gone")
         .expect("collector task");
 }
+
+/// The memory datastore with `wait_for_commit` left to the port's default
+/// (polling head), so the default a SQL backend inherits passes the same
+/// conformance case as the memory engine's own wake-up.
+mod polling_default {
+    use std::sync::Arc;
+
+    use super::super::{MemoryDatastore, MemoryReader};
+    use crate::datastore::{
+        Datastore, DatastoreResult, ManualClock, RevisionChanges, RevisionConfig,
+        TransactionMetadata, WriteBatch, WriteOutcome, conformance,
+    };
+    use crate::model::{Relationship, Revision};
+
+    struct Polling(MemoryDatastore);
+
+    impl Datastore for Polling {
+        type Reader = MemoryReader;
+
+        fn unique_id(&self) -> &str {
+            self.0.unique_id()
+        }
+        async fn head_revision(&self) -> DatastoreResult<Revision> {
+            self.0.head_revision().await
+        }
+        async fn optimized_revision(&self) -> DatastoreResult<Revision> {
+            self.0.optimized_revision().await
+        }
+        async fn check_revision(&self, revision: Revision) -> DatastoreResult<()> {
+            self.0.check_revision(revision).await
+        }
+        fn snapshot(&self, revision: Revision) -> MemoryReader {
+            self.0.snapshot(revision)
+        }
+        async fn write(&self, batch: WriteBatch) -> DatastoreResult<WriteOutcome> {
+            self.0.write(batch).await
+        }
+        async fn bulk_load(
+            &self,
+            relationships: Vec<Relationship>,
+            metadata: TransactionMetadata,
+        ) -> DatastoreResult<WriteOutcome> {
+            self.0.bulk_load(relationships, metadata).await
+        }
+        async fn changes_since(
+            &self,
+            after: Revision,
+            limit: usize,
+        ) -> DatastoreResult<Vec<RevisionChanges>> {
+            self.0.changes_since(after, limit).await
+        }
+        async fn collect_garbage(&self) -> DatastoreResult<usize> {
+            self.0.collect_garbage().await
+        }
+    }
+
+    async fn polling(config: RevisionConfig, clock: Arc<ManualClock>) -> Polling {
+        Polling(MemoryDatastore::new(config, clock))
+    }
+
+    #[tokio::test]
+    async fn wait_for_commit_by_polling() {
+        conformance::wait_for_commit_wakes_on_the_next_commit(&polling).await;
+    }
+}

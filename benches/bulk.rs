@@ -1,0 +1,191 @@
+//! Bulk import and export throughput through gRPC: an in-process server
+//! (`server::run` on a loopback port, the memory datastore) driven by the
+//! generated `authzed.api.v1` client, with the social network of
+//! `workload::social_network` (schema-examples/social-network.zed).
+//!
+//! - `bulk/import/{size}`: one ImportBulkRelationships call streaming the
+//!   whole network in messages of `IMPORT_BATCH` relationships, into a
+//!   fresh server each time (an import fails on relationships that exist;
+//!   starting the server and writing the schema are not timed);
+//! - `bulk/export/{size}`: one ExportBulkRelationships call reading the
+//!   whole network back in pages of 10,000 (the default and maximum),
+//!   fully consistent.
+//!
+//! Each reports throughput in relationships (criterion's `thrpt`); the
+//! medians are in `target/criterion/bulk/{import,export}_{size}/new/estimates.json`. Every
+//! timed call is checked (count loaded, count exported), so a broken path
+//! cannot look fast. The runtime has two worker threads, shared by the
+//! client and the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput};
+use tonic::transport::Channel;
+
+use trellis::api::proto::v1;
+use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
+use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
+use trellis::config::Config;
+use trellis::datastore::memory::MemoryDatastore;
+use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::workload;
+
+const SCHEMA: &str = include_str!("../schema-examples/social-network.zed");
+/// Seeds the network; any fixed value will do.
+const SEED: u64 = 1_000_000;
+/// Relationships per import message, as `zed import` sends them.
+const IMPORT_BATCH: usize = 1_000;
+
+/// Network sizes to measure: the full run, and the smoke run
+/// `cargo test --benches` does (this binary without `--bench`).
+const FULL: &[(usize, &str)] = &[(100_000, "100k")];
+const SMOKE: &[(usize, &str)] = &[(2_000, "2k")];
+
+/// A server on a loopback port and a client channel to it; the server
+/// shuts down when this is dropped.
+struct Server {
+    channel: Channel,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    let addr = listener.local_addr().expect("bound address");
+    let datastore = Arc::new(MemoryDatastore::new(
+        RevisionConfig::default(),
+        Arc::new(SystemClock),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(trellis::server::run(
+        datastore,
+        Config::default(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let endpoint = format!("http://{addr}");
+    let channel = loop {
+        match Channel::from_shared(endpoint.clone())
+            .expect("valid uri")
+            .connect()
+            .await
+        {
+            Ok(channel) => break channel,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    SchemaServiceClient::new(channel.clone())
+        .write_schema(v1::WriteSchemaRequest {
+            schema: SCHEMA.into(),
+        })
+        .await
+        .expect("write the social-network schema");
+    Server {
+        channel,
+        _stop: stop,
+    }
+}
+
+/// The network as import messages.
+fn messages(n: usize) -> Vec<v1::ImportBulkRelationshipsRequest> {
+    let relationships: Vec<v1::Relationship> = workload::social_network(n, SEED)
+        .iter()
+        .map(Into::into)
+        .collect();
+    relationships
+        .chunks(IMPORT_BATCH)
+        .map(|chunk| v1::ImportBulkRelationshipsRequest {
+            relationships: chunk.to_vec(),
+        })
+        .collect()
+}
+
+/// One import call; returns how many were loaded.
+async fn import(server: &Server, messages: Vec<v1::ImportBulkRelationshipsRequest>) -> u64 {
+    PermissionsServiceClient::new(server.channel.clone())
+        .import_bulk_relationships(tokio_stream::iter(messages))
+        .await
+        .expect("import succeeds")
+        .into_inner()
+        .num_loaded
+}
+
+/// One export of everything; returns how many came back.
+async fn export(server: &Server) -> usize {
+    let mut pages = PermissionsServiceClient::new(server.channel.clone())
+        .export_bulk_relationships(v1::ExportBulkRelationshipsRequest {
+            consistency: Some(v1::Consistency {
+                requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
+            }),
+            optional_limit: 0,
+            optional_cursor: None,
+            optional_relationship_filter: None,
+        })
+        .await
+        .expect("export starts")
+        .into_inner();
+    let mut count = 0;
+    while let Some(page) = pages.message().await.expect("export page") {
+        count += page.relationships.len();
+    }
+    count
+}
+
+fn bench_size(criterion: &mut Criterion, rt: &tokio::runtime::Runtime, n: usize, label: &str) {
+    let messages = messages(n);
+    let count: usize = messages.iter().map(|m| m.relationships.len()).sum();
+    let mut group = criterion.benchmark_group("bulk");
+    group.throughput(Throughput::Elements(count as u64));
+
+    group.bench_function(format!("import/{label}"), |b| {
+        b.iter_batched(
+            || (rt.block_on(start()), messages.clone()),
+            |(server, messages)| {
+                let loaded = rt.block_on(import(&server, messages));
+                assert_eq!(loaded as usize, count, "every relationship loaded");
+                // Dropped (and the server stopped) outside the timing.
+                server
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let server = rt.block_on(start());
+    assert_eq!(
+        rt.block_on(import(&server, messages.clone())) as usize,
+        count
+    );
+    group.bench_function(format!("export/{label}"), |b| {
+        b.iter(|| {
+            let exported = rt.block_on(export(&server));
+            assert_eq!(exported, count, "every relationship exported");
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    let sizes = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut criterion = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10))
+        .configure_from_args();
+    for &(n, label) in sizes {
+        bench_size(&mut criterion, &rt, n, label);
+    }
+    criterion.final_summary();
+}
