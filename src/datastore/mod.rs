@@ -61,8 +61,10 @@ pub enum DatastoreError {
 
 pub type DatastoreResult<T> = Result<T, DatastoreError>;
 
-/// The schema as stored: its canonical text and the hash of it. Compiling
-/// it is the caller's business (and cached there).
+/// The schema as stored: the text as WriteSchema received it (so doc
+/// comments stay as written, as ReflectSchema and DiffSchema report them)
+/// and a hash identifying that text. Compiling it is the caller's business
+/// (and cached there, by `hash`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSchema {
     pub text: String,

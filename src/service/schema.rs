@@ -1,10 +1,14 @@
-//! WriteSchema and ReadSchema. A new schema replaces the old one atomically,
-//! and is refused if it would orphan stored relationships: every relation,
+//! WriteSchema and ReadSchema. The schema is stored as written (its doc
+//! comments are reported as written) and read back compiled; ReadSchema
+//! prints it canonically. A new schema replaces the old one atomically, and
+//! is refused if it would orphan stored relationships: every relation,
 //! definition or allowed subject type it removes becomes a MUST_NOT_MATCH
 //! precondition of the same transaction, so the check and the write cannot
 //! race with a concurrent relationship write.
 
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use crate::datastore::{Datastore, StoredSchema, WriteBatch};
 use crate::model::{
@@ -37,10 +41,9 @@ impl<D: Datastore> Services<D> {
             .unwrap_or_default();
         let (preconditions, reasons): (Vec<Precondition>, Vec<String>) =
             orphan_checks.into_iter().unzip();
-        let canonical = schema::format(&compiled);
         let stored = StoredSchema {
-            text: canonical,
-            hash: *compiled.hash(),
+            text: text.to_string(),
+            hash: Sha256::digest(text.as_bytes()).into(),
         };
         self.schemas.insert(stored.hash, Arc::new(compiled));
         let batch = WriteBatch {
@@ -64,11 +67,9 @@ impl<D: Datastore> Services<D> {
 
     /// The canonical text of the schema at head, and that revision.
     pub async fn read_schema(&self) -> Result<(String, Revision), ServiceError> {
-        let head = self.datastore.head_revision().await?;
-        let reader = self.datastore.snapshot(head);
-        let stored = crate::datastore::Reader::schema(&reader).await?;
-        let stored = stored.ok_or(ServiceError::SchemaNotFound)?;
-        Ok((stored.text.clone(), head))
+        let (head, schema) = self.head_schema().await?;
+        let schema = schema.ok_or(ServiceError::SchemaNotFound)?;
+        Ok((schema::format(&schema), head))
     }
 }
 
