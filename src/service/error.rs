@@ -154,6 +154,20 @@ pub enum ServiceError {
     /// DEADLINE_EXCEEDED
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    /// INVALID_ARGUMENT with reason UNSPECIFIED: a relationship counter RPC
+    /// without a counter name.
+    #[error("name must be provided")]
+    CounterNameRequired,
+    /// FAILED_PRECONDITION / COUNTER_ALREADY_REGISTERED; `filter` is the one
+    /// the request tried to register.
+    #[error("counter with name `{name}` already registered")]
+    CounterAlreadyRegistered {
+        name: String,
+        filter: Box<crate::model::RelationshipFilter>,
+    },
+    /// FAILED_PRECONDITION / COUNTER_NOT_REGISTERED
+    #[error("counter with name `{name}` not found")]
+    CounterNotRegistered { name: String },
     /// INVALID_ARGUMENT / UNKNOWN_RELATION_OR_PERMISSION: DependentRelations
     /// asked about a relation rather than a permission.
     #[error("the relation `{relation}` is not a permission")]
@@ -216,6 +230,12 @@ impl From<crate::datastore::DatastoreError> for ServiceError {
             D::Unavailable(message) => ServiceError::Unavailable { message },
             D::SerializationFailure(message) => ServiceError::SerializationFailure { message },
             D::NotMigrated(message) => ServiceError::NotMigrated { message },
+            D::CounterNotRegistered(name) => ServiceError::CounterNotRegistered { name },
+            // Registration names the filter it tried; this is the fallback.
+            D::CounterAlreadyRegistered(name) => ServiceError::CounterAlreadyRegistered {
+                name,
+                filter: Box::default(),
+            },
             // Callers that check preconditions translate this with the precondition itself.
             D::PreconditionFailed { index } => ServiceError::Internal {
                 message: format!("untranslated precondition failure at index {index}"),

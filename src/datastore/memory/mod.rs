@@ -167,7 +167,11 @@ impl Inner {
             schema_changed: plan.schema.is_some(),
             metadata: plan.metadata,
         };
-        self.write()?.history.commit(entry, plan.schema);
+        let mut state = self.write()?;
+        if let Some(counters) = plan.counters {
+            state.history.set_counters(revision, counters);
+        }
+        state.history.commit(entry, plan.schema);
         Ok(WriteOutcome {
             revision: Revision(revision.into()),
             deleted_by_filter: plan.deleted_by_filter,
