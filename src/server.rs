@@ -95,6 +95,10 @@ pub async fn run<D: Datastore>(
     );
     let schema = v1::schema_service_server::SchemaServiceServer::with_interceptor(
         Api::new(services.clone()),
+        authenticate.clone(),
+    );
+    let experimental = v1::experimental_service_server::ExperimentalServiceServer::with_interceptor(
+        Api::new(services.clone()),
         authenticate,
     );
 
@@ -104,6 +108,9 @@ pub async fn run<D: Datastore>(
         .await;
     health_reporter
         .set_serving::<v1::schema_service_server::SchemaServiceServer<Api<D>>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::experimental_service_server::ExperimentalServiceServer<Api<D>>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -120,6 +127,7 @@ pub async fn run<D: Datastore>(
         .add_service(reflection)
         .add_service(permissions)
         .add_service(schema)
+        .add_service(experimental)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {

@@ -70,7 +70,10 @@ fn compile_with(file: &SchemaFile, check_types: bool) -> Result<CompiledSchema, 
 }
 
 /// Builds the indexes, reachability and hash of translated parts.
-fn assemble(definitions: Vec<Definition>, caveats: Vec<CaveatDefinition>) -> CompiledSchema {
+pub(super) fn assemble(
+    definitions: Vec<Definition>,
+    caveats: Vec<CaveatDefinition>,
+) -> CompiledSchema {
     let definition_index = definitions
         .iter()
         .enumerate()

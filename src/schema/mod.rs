@@ -34,6 +34,12 @@ pub fn compile_unchecked(source: &str) -> Result<CompiledSchema, SchemaErrors> {
     compile::translate_only(&file)
 }
 
+/// A schema with no definitions and no caveats: what reflection sees in a
+/// datastore no schema was written to.
+pub fn empty() -> CompiledSchema {
+    compile::assemble(Vec::new(), Vec::new())
+}
+
 /// The canonical text of a compiled schema (SpiceDB's ReadSchema format).
 pub fn format(schema: &CompiledSchema) -> String {
     print::print(schema)

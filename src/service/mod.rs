@@ -4,8 +4,10 @@
 //! about gRPC.
 
 mod check;
+mod counters;
 pub mod cursor;
 pub mod error;
+mod reflection;
 mod relationships;
 mod schema;
 pub mod validation_file;
@@ -15,6 +17,11 @@ use std::sync::Arc;
 
 pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
 pub use error::ServiceError;
+pub use reflection::{
+    ReflectedCaveat, ReflectedDefinition, ReflectedParameter, ReflectedPermission,
+    ReflectedRelation, ReflectedSchema, ReflectedSubjectType, RelationReference, SchemaDiff,
+    SchemaFilter,
+};
 pub use relationships::{DeleteOutcome, DeleteParams, ReadPage, ReadParams, WriteParams};
 
 use crate::datastore::Datastore;

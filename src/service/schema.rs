@@ -14,26 +14,13 @@ use crate::datastore::{Datastore, StoredSchema, WriteBatch};
 use crate::model::{
     ELLIPSIS, Precondition, PreconditionKind, RelationshipFilter, Revision, SubjectFilter,
 };
-use crate::schema::{self, CompiledSchema, SubjectTarget};
+use crate::schema::{self, CompiledSchema, SchemaErrors, SubjectTarget};
 
 use super::{ServiceError, Services};
 
 impl<D: Datastore> Services<D> {
     pub async fn write_schema(&self, text: &str) -> Result<Revision, ServiceError> {
-        let compiled = schema::compile(text).map_err(|errors| {
-            let source_text = text.to_string();
-            if errors.first().kind.is_parse_error() {
-                ServiceError::SchemaParse {
-                    errors,
-                    source_text,
-                }
-            } else {
-                ServiceError::SchemaType {
-                    errors,
-                    source_text,
-                }
-            }
-        })?;
+        let compiled = schema::compile(text).map_err(|errors| schema_error(errors, text))?;
         let (_, current) = self.head_schema().await?;
         let orphan_checks = current
             .as_deref()
@@ -70,6 +57,24 @@ impl<D: Datastore> Services<D> {
         let (head, schema) = self.head_schema().await?;
         let schema = schema.ok_or(ServiceError::SchemaNotFound)?;
         Ok((schema::format(&schema), head))
+    }
+}
+
+/// A schema that does not compile, as SpiceDB reports it: what its parser
+/// and translator refuse is a parse error, what its type system refuses a
+/// type error.
+pub(super) fn schema_error(errors: SchemaErrors, text: &str) -> ServiceError {
+    let source_text = text.to_string();
+    if errors.first().kind.is_parse_error() {
+        ServiceError::SchemaParse {
+            errors,
+            source_text,
+        }
+    } else {
+        ServiceError::SchemaType {
+            errors,
+            source_text,
+        }
     }
 }
 

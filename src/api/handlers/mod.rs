@@ -4,6 +4,7 @@
 //! service uses. RPCs not implemented answer UNIMPLEMENTED through the
 //! generated default stubs.
 
+mod experimental;
 mod permissions;
 mod schema;
 
