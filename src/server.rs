@@ -102,6 +102,10 @@ pub async fn run<D: Datastore>(
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let watch = v1::watch_service_server::WatchServiceServer::with_interceptor(
         WatchApi::new(services.clone(), config.watch, closing_rx),
+        authenticate.clone(),
+    );
+    let experimental = v1::experimental_service_server::ExperimentalServiceServer::with_interceptor(
+        Api::new(services.clone()),
         authenticate,
     );
 
@@ -114,6 +118,9 @@ pub async fn run<D: Datastore>(
         .await;
     health_reporter
         .set_serving::<v1::watch_service_server::WatchServiceServer<WatchApi<D>>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::experimental_service_server::ExperimentalServiceServer<Api<D>>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -131,6 +138,7 @@ pub async fn run<D: Datastore>(
         .add_service(permissions)
         .add_service(schema)
         .add_service(watch)
+        .add_service(experimental)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {

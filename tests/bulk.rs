@@ -558,3 +558,56 @@ async fn export_before_any_schema_is_empty() {
     let server = TestServer::start_default().await;
     assert!(export_all(&server).await.is_empty());
 }
+
+// The aliases are deprecated in the proto; SpiceDB still serves them.
+#[allow(deprecated)]
+#[tokio::test]
+async fn the_deprecated_experimental_aliases_import_and_export_alike() {
+    use trellis::api::proto::v1::experimental_service_client::ExperimentalServiceClient;
+    let server = seeded().await;
+    let mut experimental = ExperimentalServiceClient::new(server.channel.clone());
+    let texts = generated(30);
+    let batches: Vec<v1::BulkImportRelationshipsRequest> = rels(&texts)
+        .chunks(7)
+        .map(|c| v1::BulkImportRelationshipsRequest {
+            relationships: c.to_vec(),
+        })
+        .collect();
+    let loaded = experimental
+        .bulk_import_relationships(authed(tokio_stream::iter(batches)))
+        .await
+        .expect("import through the alias")
+        .into_inner()
+        .num_loaded;
+    assert_eq!(loaded, 30);
+
+    use futures::StreamExt as _;
+    let pages: Vec<v1::BulkExportRelationshipsResponse> = experimental
+        .bulk_export_relationships(authed(v1::BulkExportRelationshipsRequest {
+            consistency: full(),
+            optional_limit: 8,
+            optional_cursor: None,
+            optional_relationship_filter: None,
+        }))
+        .await
+        .expect("export through the alias")
+        .into_inner()
+        .map(|p| p.expect("page"))
+        .collect()
+        .await;
+    let exported: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.relationships.iter().map(text))
+        .collect();
+    assert_eq!(exported, in_export_order(&texts));
+    assert_eq!(export_all(&server).await, exported, "the stable RPC agrees");
+    // An existing relationship fails the whole import, as with the stable RPC.
+    let again = vec![v1::BulkImportRelationshipsRequest {
+        relationships: rels(&texts[..1]),
+    }];
+    let refused = experimental
+        .bulk_import_relationships(authed(tokio_stream::iter(again)))
+        .await
+        .expect_err("already exists");
+    assert_eq!(refused.code(), Code::AlreadyExists);
+}

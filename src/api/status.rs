@@ -367,6 +367,52 @@ fn describe(err: &ServiceError) -> Described {
             // sic: SpiceDB's only camelCase metadata key.
             [("relationName", relation.clone())],
         ),
+        E::CounterNameRequired => {
+            Described::with_reason(C::InvalidArgument, message, R::Unspecified, [])
+        }
+        E::CounterAlreadyRegistered { name, filter } => {
+            let subject = filter.subject.as_ref();
+            let subject_relation = subject
+                .and_then(|s| s.relation.as_deref())
+                .filter(|r| *r != ELLIPSIS);
+            let text = |value: Option<&str>| value.unwrap_or_default().to_string();
+            Described::with_reason(
+                C::FailedPrecondition,
+                message,
+                R::CounterAlreadyRegistered,
+                [
+                    ("counter_name", name.clone()),
+                    (
+                        "new_filter_resource_type",
+                        text(filter.resource_type.as_deref()),
+                    ),
+                    (
+                        "new_filter_resource_id",
+                        text(filter.resource_id.as_deref()),
+                    ),
+                    (
+                        "new_filter_resource_id_prefix",
+                        text(filter.resource_id_prefix.as_deref()),
+                    ),
+                    ("new_filter_relation", text(filter.relation.as_deref())),
+                    (
+                        "new_filter_subject_type",
+                        text(subject.map(|s| s.subject_type.as_str())),
+                    ),
+                    (
+                        "new_filter_subject_id",
+                        text(subject.and_then(|s| s.subject_id.as_deref())),
+                    ),
+                    ("new_filter_subject_relation", text(subject_relation)),
+                ],
+            )
+        }
+        E::CounterNotRegistered { name } => Described::with_reason(
+            C::FailedPrecondition,
+            message,
+            R::CounterNotRegistered,
+            [("counter_name", name.clone())],
+        ),
         E::Unimplemented { .. } => Described::plain(C::Unimplemented, message),
         E::Cancelled => Described::plain(C::Cancelled, message),
         E::WatchDisconnected => Described::plain(C::ResourceExhausted, message),

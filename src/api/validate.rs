@@ -200,6 +200,52 @@ pub fn read_schema(_req: &v1::ReadSchemaRequest) -> Checked {
     Ok(())
 }
 
+/// ReflectSchema: only the consistency has rules (filters are the
+/// handler's to judge, after reading the schema).
+pub fn reflect_schema(req: &v1::ReflectSchemaRequest) -> Checked {
+    consistency(req.consistency.as_ref())
+}
+
+/// ComputablePermissions: names are looked up, not shape-checked.
+pub fn computable_permissions(req: &v1::ComputablePermissionsRequest) -> Checked {
+    consistency(req.consistency.as_ref())
+}
+
+/// DependentRelations: names are looked up, not shape-checked.
+pub fn dependent_relations(req: &v1::DependentRelationsRequest) -> Checked {
+    consistency(req.consistency.as_ref())
+}
+
+/// DiffSchema: the comparison text is the compiler's to judge.
+pub fn diff_schema(req: &v1::DiffSchemaRequest) -> Checked {
+    consistency(req.consistency.as_ref())
+}
+
+/// ExperimentalRegisterRelationshipCounter: the name's shape and the
+/// filter's rules, then the handler's: a name, and a filter that selects.
+pub fn register_relationship_counter(
+    req: &v1::ExperimentalRegisterRelationshipCounterRequest,
+) -> Checked {
+    string(&req.name, "name", 64, Shape::OptionalRelation)?;
+    relationship_filter(req.relationship_filter.as_ref(), "relationship_filter")?;
+    counter_name_given(&req.name)?;
+    filter_shape(req.relationship_filter.as_ref())
+}
+
+/// ExperimentalCountRelationships.
+pub fn count_relationships(req: &v1::ExperimentalCountRelationshipsRequest) -> Checked {
+    string(&req.name, "name", 64, Shape::OptionalRelation)?;
+    counter_name_given(&req.name)
+}
+
+/// ExperimentalUnregisterRelationshipCounter.
+pub fn unregister_relationship_counter(
+    req: &v1::ExperimentalUnregisterRelationshipCounterRequest,
+) -> Checked {
+    string(&req.name, "name", 64, Shape::OptionalRelation)?;
+    counter_name_given(&req.name)
+}
+
 /// ExpandPermissionTree.
 pub fn expand_permission_tree(req: &v1::ExpandPermissionTreeRequest) -> Checked {
     consistency(req.consistency.as_ref())?;
@@ -577,6 +623,14 @@ fn filter_shape(f: Option<&v1::RelationshipFilter>) -> Checked {
         && f.optional_subject_filter.is_none()
     {
         return Err(invalid_filter("at least one field must be set"));
+    }
+    Ok(())
+}
+
+/// The counter RPCs' pattern allows an empty name; their handlers do not.
+fn counter_name_given(name: &str) -> Checked {
+    if name.is_empty() {
+        return Err(ServiceError::CounterNameRequired);
     }
     Ok(())
 }

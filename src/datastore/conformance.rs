@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Change, Datastore, DatastoreError, DeleteByFilter, ManualClock, Page, Reader, ReverseQuery,
-    RevisionConfig, StoredSchema, TransactionMetadata, WriteBatch, WriteOutcome,
+    Change, CounterChange, Datastore, DatastoreError, DeleteByFilter, ManualClock, Page, Reader,
+    RelationshipCounter, ReverseQuery, RevisionConfig, StoredSchema, TransactionMetadata,
+    WriteBatch, WriteOutcome,
 };
 use crate::model::{
     ContextualizedCaveat, ELLIPSIS, ObjectRef, Precondition, PreconditionKind, Relationship,
@@ -80,6 +81,10 @@ macro_rules! datastore_conformance_tests {
             resource_id_prefix,
             expired_relationships_are_hidden,
             schema_history_per_revision,
+            counters_are_versioned,
+            counter_changes_that_conflict_change_nothing,
+            counter_changes_in_one_batch_apply_in_order,
+            counters_survive_garbage_collection,
             changes_since_lists_changes_in_order,
             changes_since_respects_limit_and_head,
             changes_since_omits_expiry,
@@ -1021,6 +1026,149 @@ pub async fn schema_history_per_revision<F: DatastoreFactory>(factory: &F) {
         stored.map(|s| s.hash),
         Some(schema("definition user {}").hash)
     );
+}
+
+// ---- relationship counters ----
+
+fn register(name: &str, resource_type: &str) -> CounterChange {
+    CounterChange::Register(RelationshipCounter {
+        name: name.into(),
+        filter: filter(resource_type),
+    })
+}
+
+fn unregister(name: &str) -> CounterChange {
+    CounterChange::Unregister(name.into())
+}
+
+async fn change_counters<D: Datastore>(
+    ds: &D,
+    changes: Vec<CounterChange>,
+) -> Result<Revision, DatastoreError> {
+    let batch = WriteBatch {
+        counters: changes,
+        ..WriteBatch::default()
+    };
+    ds.write(batch).await.map(|outcome| outcome.revision)
+}
+
+/// `name=resource_type` for each counter registered at `revision`.
+async fn counters_at<D: Datastore>(ds: &D, revision: Revision) -> Vec<String> {
+    let counters = ds
+        .snapshot(revision)
+        .counters()
+        .await
+        .expect("counters read");
+    counters
+        .iter()
+        .map(|c| {
+            let resource_type = c.filter.resource_type.as_deref().unwrap_or("");
+            format!("{}={resource_type}", c.name)
+        })
+        .collect()
+}
+
+/// Registrations are part of the versioned state: each takes a revision,
+/// and a reader sees those made at or before its own, sorted by name.
+pub async fn counters_are_versioned<F: DatastoreFactory>(factory: &F) {
+    let Fixture { ds, .. } = fixture(factory).await;
+    let r0 = head(&ds).await;
+    let r1 = change_counters(&ds, vec![register("zeta", "doc")])
+        .await
+        .expect("register");
+    assert!(r1 > r0, "a registration commits a revision");
+    let r2 = change_counters(&ds, vec![register("alpha", "user")])
+        .await
+        .expect("register");
+    let r3 = change_counters(&ds, vec![unregister("zeta")])
+        .await
+        .expect("unregister");
+    let r4 = touch(&ds, &["doc:a#viewer@user:x"]).await;
+    assert!(counters_at(&ds, r0).await.is_empty());
+    assert_eq!(counters_at(&ds, r1).await, ["zeta=doc"]);
+    assert_eq!(counters_at(&ds, r2).await, ["alpha=user", "zeta=doc"]);
+    assert_eq!(counters_at(&ds, r3).await, ["alpha=user"]);
+    assert_eq!(counters_at(&ds, r4).await, ["alpha=user"]);
+    // The whole filter comes back.
+    let full = RelationshipFilter {
+        resource_type: Some("doc".into()),
+        resource_id_prefix: Some("a".into()),
+        relation: Some("viewer".into()),
+        subject: Some(subject_filter("user", Some("x"), Some(ELLIPSIS))),
+        ..RelationshipFilter::default()
+    };
+    let counter = RelationshipCounter {
+        name: "full".into(),
+        filter: full,
+    };
+    let r5 = change_counters(&ds, vec![CounterChange::Register(counter.clone())])
+        .await
+        .expect("register");
+    let stored = ds.snapshot(r5).counters().await.expect("counters read");
+    assert_eq!(stored.iter().find(|c| c.name == "full"), Some(&counter));
+}
+
+/// A registration of a taken name, or an unregistration of a free one,
+/// fails the whole batch: no revision, no relationship written.
+pub async fn counter_changes_that_conflict_change_nothing<F: DatastoreFactory>(factory: &F) {
+    let Fixture { ds, .. } = fixture(factory).await;
+    let r1 = change_counters(&ds, vec![register("views", "doc")])
+        .await
+        .expect("register");
+    assert_eq!(
+        change_counters(&ds, vec![register("views", "user")]).await,
+        Err(DatastoreError::CounterAlreadyRegistered("views".into()))
+    );
+    assert_eq!(
+        change_counters(&ds, vec![unregister("nosuch")]).await,
+        Err(DatastoreError::CounterNotRegistered("nosuch".into()))
+    );
+    let mut batch = updates(UpdateOperation::Touch, &["doc:a#viewer@user:x"]);
+    batch.counters = vec![register("views", "doc")];
+    assert_eq!(
+        ds.write(batch).await,
+        Err(DatastoreError::CounterAlreadyRegistered("views".into()))
+    );
+    assert_eq!(head(&ds).await, r1);
+    assert_eq!(counters_at(&ds, r1).await, ["views=doc"]);
+    assert!(read_at(&ds, r1, &filter("doc")).await.is_empty());
+}
+
+/// The changes of one batch apply in order, each seeing the ones before.
+pub async fn counter_changes_in_one_batch_apply_in_order<F: DatastoreFactory>(factory: &F) {
+    let Fixture { ds, .. } = fixture(factory).await;
+    let r1 = change_counters(
+        &ds,
+        vec![
+            register("temp", "doc"),
+            unregister("temp"),
+            register("kept", "doc"),
+        ],
+    )
+    .await
+    .expect("changes apply in order");
+    assert_eq!(counters_at(&ds, r1).await, ["kept=doc"]);
+    assert_eq!(
+        change_counters(&ds, vec![unregister("kept"), unregister("kept")]).await,
+        Err(DatastoreError::CounterNotRegistered("kept".into()))
+    );
+    assert_eq!(counters_at(&ds, head(&ds).await).await, ["kept=doc"]);
+}
+
+/// Garbage collection keeps the counters in force at every readable
+/// revision, however long ago they were registered.
+pub async fn counters_survive_garbage_collection<F: DatastoreFactory>(factory: &F) {
+    let Fixture { ds, clock } = fixture(factory).await;
+    change_counters(&ds, vec![register("views", "doc")])
+        .await
+        .expect("register");
+    clock.advance(Duration::from_secs(2 * 3600));
+    let r2 = touch(&ds, &["doc:a#viewer@user:x"]).await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let r3 = touch(&ds, &["doc:b#viewer@user:x"]).await;
+    ds.collect_garbage().await.expect("gc");
+    assert_eq!(counters_at(&ds, r3).await, ["views=doc"]);
+    assert!(ds.check_revision(r2).await.is_err());
 }
 
 // ---- change feed ----

@@ -9,8 +9,9 @@
 //!   changes what it returns (MVCC snapshot; `AS OF SYSTEM TIME` on CRDB);
 //! - revisions are totally ordered and the datastore says which are still
 //!   readable (GC window) and which one is "optimized" (quantized);
-//! - the stored schema lives in the same history, so a schema and the
-//!   relationships written under it are read at one revision;
+//! - the stored schema and the registered relationship counters live in the
+//!   same history, so they and the relationships written beside them are
+//!   read at one revision;
 //! - a change feed lists committed changes after a revision (Watch).
 
 #[cfg(any(test, feature = "test-support"))]
@@ -55,14 +56,22 @@ pub enum DatastoreError {
     /// The datastore's schema has not been migrated.
     #[error("datastore not migrated: {0}")]
     NotMigrated(String),
+    /// A counter change registered a name already registered.
+    #[error("counter `{0}` is already registered")]
+    CounterAlreadyRegistered(String),
+    /// A counter change unregistered a name not registered.
+    #[error("counter `{0}` is not registered")]
+    CounterNotRegistered(String),
     #[error("datastore error: {0}")]
     Internal(String),
 }
 
 pub type DatastoreResult<T> = Result<T, DatastoreError>;
 
-/// The schema as stored: its canonical text and the hash of it. Compiling
-/// it is the caller's business (and cached there).
+/// The schema as stored: the text as WriteSchema received it (so doc
+/// comments stay as written, as ReflectSchema and DiffSchema report them)
+/// and a hash identifying that text. Compiling it is the caller's business
+/// (and cached there, by `hash`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSchema {
     pub text: String,
@@ -82,12 +91,31 @@ pub struct DeleteByFilter {
     pub allow_partial: bool,
 }
 
+/// A named relationship filter whose matches can be counted (SpiceDB's
+/// relationship counters). Registrations are versioned like everything
+/// else: a reader sees the counters registered at its revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationshipCounter {
+    pub name: String,
+    pub filter: RelationshipFilter,
+}
+
+/// A change to the registered counters, made by a write batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CounterChange {
+    /// Fails the batch with `CounterAlreadyRegistered` if the name is taken.
+    Register(RelationshipCounter),
+    /// Fails the batch with `CounterNotRegistered` if the name is free.
+    Unregister(String),
+}
+
 /// Everything one write transaction does, applied atomically in this order:
-/// preconditions are checked, the filter delete runs, updates apply, the
-/// schema is replaced.
+/// preconditions are checked, counter changes apply (in order), the filter
+/// delete runs, updates apply, the schema is replaced.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub preconditions: Vec<Precondition>,
+    pub counters: Vec<CounterChange>,
     pub delete_by_filter: Option<DeleteByFilter>,
     pub updates: Vec<RelationshipUpdate>,
     pub schema: Option<StoredSchema>,
@@ -194,6 +222,9 @@ pub trait Reader: Clone + Send + Sync + 'static {
 
     /// The schema in force at this revision, if one was ever written.
     fn schema(&self) -> impl Future<Output = DatastoreResult<Option<Arc<StoredSchema>>>> + Send;
+
+    /// The relationship counters registered at this revision, by name.
+    fn counters(&self) -> impl Future<Output = DatastoreResult<Vec<RelationshipCounter>>> + Send;
 }
 
 /// A datastore: revisions, snapshots, atomic writes, the change feed.

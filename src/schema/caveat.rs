@@ -63,11 +63,14 @@ pub fn parameter_type(ast: &CaveatTypeAst) -> Result<CaveatType, Diagnostic> {
 }
 
 /// Parses the caveat's CEL (`text`, the expression as stored) and checks
-/// what can be checked statically; returns the parsed expression.
+/// what can be checked statically; returns the parsed expression. Unused
+/// parameters are the type system's finding in SpiceDB, so they are checked
+/// only with `check_types`.
 pub fn check_expression(
     cav: &CaveatAst,
     text: &str,
     parameters: &[(String, CaveatType)],
+    check_types: bool,
 ) -> Result<IdedExpr, Diagnostic> {
     let error = |kind, message: String| Diagnostic::new(kind, cav.expression_span, message);
     let name = &cav.name.text;
@@ -97,7 +100,7 @@ pub fn check_expression(
         )
     })?;
     let references = parsed.references();
-    for (param, _) in parameters {
+    for (param, _) in parameters.iter().filter(|_| check_types) {
         if !references.has_variable(param) {
             let span = cav
                 .parameters

@@ -479,3 +479,9 @@ fn optional_function(name: &str, args: &[Ty]) -> Result<Ty, String> {
         )),
     }
 }
+
+/// Whether an expression reading a parameter of type `a` type-checks the
+/// same with type `b`: SpiceDB declares `uint` to CEL's checker as `int`.
+pub(super) fn same_to_checker(a: &CaveatType, b: &CaveatType) -> bool {
+    Ty::from_param(a) == Ty::from_param(b)
+}

@@ -13,7 +13,21 @@ use super::{names, print, reachability, validate};
 
 /// Compiles a parsed schema, reporting every error found.
 pub fn compile(file: &SchemaFile) -> Result<CompiledSchema, SchemaErrors> {
-    let mut cx = Compiler::new(file);
+    compile_with(file, true)
+}
+
+/// Translates a parsed schema without the type system's cross-definition
+/// checks: what SpiceDB's compiler alone accepts (DiffSchema compiles its
+/// comparison schema this way). Names may refer to nothing; nothing that
+/// evaluates must be given such a schema.
+pub fn translate_only(file: &SchemaFile) -> Result<CompiledSchema, SchemaErrors> {
+    compile_with(file, false)
+}
+
+/// Translation with the rules SpiceDB's translator enforces, then (if
+/// `check_types`) the type system's checks.
+fn compile_with(file: &SchemaFile, check_types: bool) -> Result<CompiledSchema, SchemaErrors> {
+    let mut cx = Compiler::new(file, check_types);
     if let Some(import) = file.imports.first() {
         cx.error(
             ErrorKind::ImportNotSupported,
@@ -43,6 +57,9 @@ pub fn compile(file: &SchemaFile) -> Result<CompiledSchema, SchemaErrors> {
     let (definitions, sources): (Vec<Definition>, Vec<validate::MemberSources>) =
         definitions.into_iter().unzip();
     let schema = assemble(definitions, caveats);
+    if !check_types {
+        return Ok(schema);
+    }
 
     let typechecking = file.use_flags.iter().any(|f| f.text == "typechecking");
     let diagnostics = validate::validate(&schema, &sources, typechecking);
@@ -52,8 +69,11 @@ pub fn compile(file: &SchemaFile) -> Result<CompiledSchema, SchemaErrors> {
     Ok(schema)
 }
 
-/// Builds the indexes, reachability and hash of already-validated parts.
-fn assemble(definitions: Vec<Definition>, caveats: Vec<CaveatDefinition>) -> CompiledSchema {
+/// Builds the indexes, reachability and hash of translated parts.
+pub(super) fn assemble(
+    definitions: Vec<Definition>,
+    caveats: Vec<CaveatDefinition>,
+) -> CompiledSchema {
     let definition_index = definitions
         .iter()
         .enumerate()
@@ -89,13 +109,16 @@ type ResolvedPartials = HashMap<String, Vec<Member>>;
 struct Compiler<'a> {
     file: &'a SchemaFile,
     diagnostics: Vec<Diagnostic>,
+    /// Also run the checks SpiceDB's type system makes during translation.
+    check_types: bool,
 }
 
 impl<'a> Compiler<'a> {
-    fn new(file: &'a SchemaFile) -> Self {
+    fn new(file: &'a SchemaFile, check_types: bool) -> Self {
         Self {
             file,
             diagnostics: Vec::new(),
+            check_types,
         }
     }
 
@@ -268,7 +291,7 @@ impl<'a> Compiler<'a> {
         }
         let definition = Definition {
             name: def.name.text.clone(),
-            doc: def.doc.clone(),
+            doc: DocComments::new(def.doc.clone()),
             relations,
             relation_index,
         };
@@ -294,7 +317,7 @@ impl<'a> Compiler<'a> {
         let types = rel.types.iter().map(|t| self.allowed_type(t)).collect();
         Relation {
             name: rel.name.text.clone(),
-            doc: rel.doc.clone(),
+            doc: DocComments::new(rel.doc.clone()),
             body: RelationBody::Direct(types),
         }
     }
@@ -347,7 +370,7 @@ impl<'a> Compiler<'a> {
         };
         Relation {
             name: perm.name.text.clone(),
-            doc: perm.doc.clone(),
+            doc: DocComments::new(perm.doc.clone()),
             body: RelationBody::Permission(rewrite),
         }
     }
@@ -447,7 +470,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let expression = normalize_expression(&cav.expression);
-        let ast = match caveat::check_expression(cav, &expression, &parameters) {
+        let ast = match caveat::check_expression(cav, &expression, &parameters, self.check_types) {
             Ok(ast) => ast,
             Err(d) => {
                 self.diagnostics.push(d);
@@ -457,7 +480,7 @@ impl<'a> Compiler<'a> {
         parameters.sort_by(|a, b| a.0.cmp(&b.0));
         Some(CaveatDefinition {
             name: cav.name.text.clone(),
-            doc: cav.doc.clone(),
+            doc: DocComments::new(cav.doc.clone()),
             parameters,
             expression,
             ast: std::sync::Arc::new(ast),

@@ -93,11 +93,52 @@ impl PartialEq for CompiledSchema {
     }
 }
 
+/// Doc comments on a declaration, kept as SpiceDB stores them: each
+/// comment as written, delimiters included, every line trimmed
+/// (ReflectSchema returns them so, DiffSchema compares them so). The printer
+/// writes them in canonical form instead, and equality is equality of that
+/// form, so printing a schema and compiling the text again gives an equal
+/// schema even where a comment was written `//like this`.
+#[derive(Debug, Clone, Default)]
+pub struct DocComments(Vec<String>);
+
+impl DocComments {
+    /// Comments already in written form (see `written_comment`).
+    pub fn new(comments: Vec<String>) -> Self {
+        Self(comments)
+    }
+
+    /// Each comment as written, lines trimmed.
+    pub fn as_written(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The comments joined by newlines: ReflectSchema's `comment` field.
+    pub fn joined(&self) -> String {
+        self.0.join("\n")
+    }
+
+    /// Each comment as the printer writes it.
+    pub fn canonical(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(|c| super::print::canonical_comment(c))
+    }
+}
+
+impl PartialEq for DocComments {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.canonical().eq(other.canonical())
+    }
+}
+
 /// `definition name { ... }`
 #[derive(Debug, Clone, PartialEq)]
 pub struct Definition {
     pub name: String,
-    pub doc: Vec<String>,
+    pub doc: DocComments,
     /// Relations and permissions in declared order.
     pub relations: Vec<Relation>,
     pub(super) relation_index: HashMap<String, usize>,
@@ -118,7 +159,7 @@ impl Definition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Relation {
     pub name: String,
-    pub doc: Vec<String>,
+    pub doc: DocComments,
     pub body: RelationBody,
 }
 
@@ -204,7 +245,7 @@ impl Rewrite {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaveatDefinition {
     pub name: String,
-    pub doc: Vec<String>,
+    pub doc: DocComments,
     /// Parameters sorted by name.
     pub parameters: Vec<(String, CaveatType)>,
     /// The CEL source as written, each line trimmed.

@@ -10,7 +10,6 @@ use pest_derive::Parser;
 
 use super::ast::*;
 use super::diagnostic::{Diagnostic, ErrorKind, SchemaErrors};
-use super::print::canonical_comment;
 
 #[derive(Parser)]
 #[grammar = "schema/grammar.pest"]
@@ -104,8 +103,14 @@ fn children(pair: Pair<Rule>) -> impl Iterator<Item = Pair<Rule>> {
 fn doc_comments(pair: Pair<Rule>) -> Vec<String> {
     pair.into_inner()
         .filter(|p| matches!(p.as_rule(), Rule::line_comment | Rule::block_comment))
-        .map(|p| canonical_comment(p.as_str()))
+        .map(|p| written_comment(p.as_str()))
         .collect()
+}
+
+/// A doc comment as SpiceDB stores it: the text as written, delimiters
+/// kept, each line trimmed.
+fn written_comment(raw: &str) -> String {
+    raw.lines().map(str::trim).collect::<Vec<_>>().join("\n")
 }
 
 impl Builder {

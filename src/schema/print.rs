@@ -100,22 +100,17 @@ impl Writer {
         self.push("}");
     }
 
-    fn comments(&mut self, comments: &[String]) {
+    fn comments(&mut self, comments: &DocComments) {
         if comments.is_empty() {
             return;
         }
         if !self.after_blank_line && !self.at_new_scope {
             self.newline();
         }
-        for comment in comments {
-            self.comment(comment);
+        for comment in comments.canonical() {
+            self.push(&comment);
+            self.newline();
         }
-    }
-
-    fn comment(&mut self, comment: &str) {
-        // Comments are stored in canonical form already (see `canonical_comment`).
-        self.push(comment);
-        self.newline();
     }
 
     fn caveat(&mut self, caveat: &CaveatDefinition) {
@@ -243,7 +238,7 @@ fn is_all_union(rewrite: &Rewrite) -> bool {
 
 /// A comment as SpiceDB's generator prints it: `// text`, `/** text */` for a
 /// short block, or a ` * `-prefixed block for a long or multi-line one.
-/// Comments are stored in this form, so printing is idempotent.
+/// Idempotent, so printing a printed schema changes nothing.
 pub(super) fn canonical_comment(raw: &str) -> String {
     let raw = raw.trim();
     if let Some(rest) = raw.strip_prefix("//") {

@@ -190,11 +190,14 @@ fn doc_comments_attach_to_the_next_declaration() {
         "/** the user */\ndefinition user {}\n\ndefinition doc {\n\t// who can see\n\t/* and more */\n\trelation viewer: user // trailing, dropped\n\trelation owner: user\n}",
     );
     assert_eq!(
-        s.definition("user").expect("user").doc,
-        vec!["/** the user */"]
+        s.definition("user").expect("user").doc.as_written(),
+        ["/** the user */"]
     );
     let viewer = s.relation("doc", "viewer").expect("viewer");
-    assert_eq!(viewer.doc, vec!["// who can see", "/* and more */"]);
+    assert_eq!(
+        viewer.doc.as_written(),
+        ["// who can see", "/* and more */"]
+    );
     assert!(s.relation("doc", "owner").expect("owner").doc.is_empty());
 }
 
@@ -535,4 +538,19 @@ fn bracket_depth_is_bounded_before_parsing() {
         "(".repeat(500),
         "{".repeat(500)
     ));
+}
+
+#[test]
+fn doc_comments_keep_their_written_form_and_print_canonically() {
+    let source = "//tight\n/**\n     * indented\n     */\ndefinition user {}";
+    let s = ok(source);
+    // As SpiceDB stores them: delimiters kept, each line trimmed.
+    assert_eq!(
+        s.definition("user").expect("user").doc.as_written(),
+        ["//tight", "/**\n* indented\n*/"]
+    );
+    let printed = format(&s);
+    assert_eq!(printed, "// tight\n/** indented */\ndefinition user {}");
+    // Equal as printed, so the round trip holds.
+    assert_eq!(ok(&printed), s);
 }

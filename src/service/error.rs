@@ -160,6 +160,20 @@ pub enum ServiceError {
         "watch disconnected: watch fell too far behind and was disconnected; consider increasing watch buffer size via the flag --datastore-watch-buffer-length"
     )]
     WatchDisconnected,
+    /// INVALID_ARGUMENT with reason UNSPECIFIED: a relationship counter RPC
+    /// without a counter name.
+    #[error("name must be provided")]
+    CounterNameRequired,
+    /// FAILED_PRECONDITION / COUNTER_ALREADY_REGISTERED; `filter` is the one
+    /// the request tried to register.
+    #[error("counter with name `{name}` already registered")]
+    CounterAlreadyRegistered {
+        name: String,
+        filter: Box<crate::model::RelationshipFilter>,
+    },
+    /// FAILED_PRECONDITION / COUNTER_NOT_REGISTERED
+    #[error("counter with name `{name}` not found")]
+    CounterNotRegistered { name: String },
     /// INVALID_ARGUMENT / UNKNOWN_RELATION_OR_PERMISSION: DependentRelations
     /// asked about a relation rather than a permission.
     #[error("the relation `{relation}` is not a permission")]
@@ -222,6 +236,12 @@ impl From<crate::datastore::DatastoreError> for ServiceError {
             D::Unavailable(message) => ServiceError::Unavailable { message },
             D::SerializationFailure(message) => ServiceError::SerializationFailure { message },
             D::NotMigrated(message) => ServiceError::NotMigrated { message },
+            D::CounterNotRegistered(name) => ServiceError::CounterNotRegistered { name },
+            // Registration names the filter it tried; this is the fallback.
+            D::CounterAlreadyRegistered(name) => ServiceError::CounterAlreadyRegistered {
+                name,
+                filter: Box::default(),
+            },
             // Callers that check preconditions translate this with the precondition itself.
             D::PreconditionFailed { index } => ServiceError::Internal {
                 message: format!("untranslated precondition failure at index {index}"),

@@ -5,9 +5,11 @@
 
 mod bulk;
 mod check;
+mod counters;
 pub mod cursor;
 pub mod error;
 mod lookup;
+mod reflection;
 mod relationships;
 mod schema;
 pub mod validation_file;
@@ -20,6 +22,11 @@ pub use bulk::{Export, ExportPage, ExportParams, Import};
 pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
 pub use error::ServiceError;
 pub use lookup::{LookedUpResource, LookedUpSubject, LookupResourcesParams, LookupSubjectsParams};
+pub use reflection::{
+    ReflectedCaveat, ReflectedDefinition, ReflectedParameter, ReflectedPermission,
+    ReflectedRelation, ReflectedSchema, ReflectedSubjectType, RelationReference, SchemaDiff,
+    SchemaFilter,
+};
 pub use relationships::{DeleteOutcome, DeleteParams, ReadPage, ReadParams, WriteParams};
 pub use watch::{WatchEvent, WatchParams, WatchSettings, WatchStream};
 

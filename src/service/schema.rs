@@ -1,35 +1,26 @@
-//! WriteSchema and ReadSchema. A new schema replaces the old one atomically,
-//! and is refused if it would orphan stored relationships: every relation,
+//! WriteSchema and ReadSchema. The schema is stored as written (its doc
+//! comments are reported as written) and read back compiled; ReadSchema
+//! prints it canonically. A new schema replaces the old one atomically, and
+//! is refused if it would orphan stored relationships: every relation,
 //! definition or allowed subject type it removes becomes a MUST_NOT_MATCH
 //! precondition of the same transaction, so the check and the write cannot
 //! race with a concurrent relationship write.
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use crate::datastore::{Datastore, StoredSchema, WriteBatch};
 use crate::model::{
     ELLIPSIS, Precondition, PreconditionKind, RelationshipFilter, Revision, SubjectFilter,
 };
-use crate::schema::{self, CompiledSchema, SubjectTarget};
+use crate::schema::{self, CompiledSchema, SchemaErrors, SubjectTarget};
 
 use super::{ServiceError, Services};
 
 impl<D: Datastore> Services<D> {
     pub async fn write_schema(&self, text: &str) -> Result<Revision, ServiceError> {
-        let compiled = schema::compile(text).map_err(|errors| {
-            let source_text = text.to_string();
-            if errors.first().kind.is_parse_error() {
-                ServiceError::SchemaParse {
-                    errors,
-                    source_text,
-                }
-            } else {
-                ServiceError::SchemaType {
-                    errors,
-                    source_text,
-                }
-            }
-        })?;
+        let compiled = schema::compile(text).map_err(|errors| schema_error(errors, text))?;
         let (_, current) = self.head_schema().await?;
         let orphan_checks = current
             .as_deref()
@@ -37,10 +28,9 @@ impl<D: Datastore> Services<D> {
             .unwrap_or_default();
         let (preconditions, reasons): (Vec<Precondition>, Vec<String>) =
             orphan_checks.into_iter().unzip();
-        let canonical = schema::format(&compiled);
         let stored = StoredSchema {
-            text: canonical,
-            hash: *compiled.hash(),
+            text: text.to_string(),
+            hash: Sha256::digest(text.as_bytes()).into(),
         };
         self.schemas.insert(stored.hash, Arc::new(compiled));
         let batch = WriteBatch {
@@ -64,11 +54,27 @@ impl<D: Datastore> Services<D> {
 
     /// The canonical text of the schema at head, and that revision.
     pub async fn read_schema(&self) -> Result<(String, Revision), ServiceError> {
-        let head = self.datastore.head_revision().await?;
-        let reader = self.datastore.snapshot(head);
-        let stored = crate::datastore::Reader::schema(&reader).await?;
-        let stored = stored.ok_or(ServiceError::SchemaNotFound)?;
-        Ok((stored.text.clone(), head))
+        let (head, schema) = self.head_schema().await?;
+        let schema = schema.ok_or(ServiceError::SchemaNotFound)?;
+        Ok((schema::format(&schema), head))
+    }
+}
+
+/// A schema that does not compile, as SpiceDB reports it: what its parser
+/// and translator refuse is a parse error, what its type system refuses a
+/// type error.
+pub(super) fn schema_error(errors: SchemaErrors, text: &str) -> ServiceError {
+    let source_text = text.to_string();
+    if errors.first().kind.is_parse_error() {
+        ServiceError::SchemaParse {
+            errors,
+            source_text,
+        }
+    } else {
+        ServiceError::SchemaType {
+            errors,
+            source_text,
+        }
     }
 }
 

@@ -4,7 +4,8 @@ Usage: python test_client.py HOST:PORT PRESHARED_KEY
 
 Covers: schema write/read, write, check, bulk check, read (server stream),
 delete, Watch (server stream, resumed from a token), bulk import (client
-stream) and export (server stream, paged by cursor), and error cases. Prints one line per case and a closing
+stream) and export (server stream, paged by cursor), error cases, schema reflection and relationship
+counters. Prints one line per case and a closing
 `N passed, M failed` line; exits non-zero on any failure.
 """
 
@@ -287,6 +288,40 @@ def main():
         expect_error(
             grpc.StatusCode.INVALID_ARGUMENT,
             lambda: check(client, obj("document", "readme"), "view", subj("user", "*")),
+        )
+
+    @case
+    def reflect_and_diff_schema():
+        from authzed.api.v1 import DiffSchemaRequest, ReflectSchemaRequest
+
+        reflected = client.ReflectSchema(ReflectSchemaRequest(consistency=FULL))
+        document = next(d for d in reflected.definitions if d.name == "document")
+        viewer = next(r for r in document.relations if r.name == "viewer")
+        kinds = [t.WhichOneof("typeref") for t in viewer.subject_types]
+        assert kinds == ["is_terminal_subject", "optional_relation_name", "is_public_wildcard"], kinds
+        diff = client.DiffSchema(DiffSchemaRequest(consistency=FULL, comparison_schema=SCHEMA + "definition folder {}"))
+        assert [d.WhichOneof("diff") for d in diff.diffs] == ["definition_added"], diff
+
+    @case
+    def relationship_counters():
+        # Not re-exported by authzed.api.v1; the generated module has them.
+        from authzed.api.v1.experimental_service_pb2 import (
+            ExperimentalCountRelationshipsRequest,
+            ExperimentalRegisterRelationshipCounterRequest,
+            ExperimentalUnregisterRelationshipCounterRequest,
+        )
+
+        client.ExperimentalRegisterRelationshipCounter(
+            ExperimentalRegisterRelationshipCounterRequest(
+                name="doc_viewers", relationship_filter=RelationshipFilter(resource_type="document", optional_relation="viewer")
+            )
+        )
+        counted = client.ExperimentalCountRelationships(ExperimentalCountRelationshipsRequest(name="doc_viewers"))
+        assert counted.read_counter_value.relationship_count == 1, counted
+        client.ExperimentalUnregisterRelationshipCounter(ExperimentalUnregisterRelationshipCounterRequest(name="doc_viewers"))
+        expect_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            lambda: client.ExperimentalCountRelationships(ExperimentalCountRelationshipsRequest(name="doc_viewers")),
         )
 
     passed = failed = 0

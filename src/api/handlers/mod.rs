@@ -5,6 +5,7 @@
 //! generated default stubs.
 
 mod bulk;
+mod experimental;
 mod permissions;
 mod schema;
 mod watch;

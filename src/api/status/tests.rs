@@ -292,6 +292,26 @@ fn every_variant() -> Vec<(ServiceError, Code, Option<&'static str>)> {
             Code::InvalidArgument,
             Some("ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION"),
         ),
+        (
+            E::CounterNameRequired,
+            Code::InvalidArgument,
+            Some("ERROR_REASON_UNSPECIFIED"),
+        ),
+        (
+            E::CounterAlreadyRegistered {
+                name: "views".into(),
+                filter: Box::default(),
+            },
+            Code::FailedPrecondition,
+            Some("ERROR_REASON_COUNTER_ALREADY_REGISTERED"),
+        ),
+        (
+            E::CounterNotRegistered {
+                name: "views".into(),
+            },
+            Code::FailedPrecondition,
+            Some("ERROR_REASON_COUNTER_NOT_REGISTERED"),
+        ),
     ]
 }
 
@@ -339,7 +359,10 @@ fn exhaustive(e: &ServiceError) {
         | E::CaveatEvaluation { .. }
         | E::ZedTokenFromOtherDatastore
         | E::DeadlineExceeded
-        | E::NotAPermission { .. } => {}
+        | E::NotAPermission { .. }
+        | E::CounterNameRequired
+        | E::CounterAlreadyRegistered { .. }
+        | E::CounterNotRegistered { .. } => {}
     }
 }
 

@@ -1,5 +1,6 @@
 //! Owns the memory datastore's history: one entry per committed revision
-//! (commit time, changes, metadata), the schema in force at each revision,
+//! (commit time, changes, metadata), the schema and the relationship
+//! counters in force at each revision,
 //! the queue of deleted versions awaiting GC, and the revision policy built
 //! on them (head, GC window, quantized "optimized" revision). Depends on the
 //! port's types only.
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::datastore::{
-    DatastoreError, DatastoreResult, RevisionConfig, StoredSchema, TransactionMetadata,
+    DatastoreError, DatastoreResult, RelationshipCounter, RevisionConfig, StoredSchema,
+    TransactionMetadata,
 };
 
 /// A change-log entry's slot with this bit set is a delete, else a touch.
@@ -34,6 +36,9 @@ pub struct History {
     log: VecDeque<Entry>,
     /// `(revision, schema)` in revision order.
     schemas: Vec<(u64, Arc<StoredSchema>)>,
+    /// `(revision, every counter registered from then on)` in revision
+    /// order; counters are few, so each change keeps a whole new list.
+    counters: Vec<(u64, Arc<Vec<RelationshipCounter>>)>,
     /// `(deleted at, slot)` of deleted versions, in revision order.
     dead: VecDeque<(u64, u32)>,
     /// Readers below this revision may have lost versions to GC.
@@ -53,6 +58,7 @@ impl History {
         Self {
             log: VecDeque::from([genesis]),
             schemas: Vec::new(),
+            counters: Vec::new(),
             dead: VecDeque::new(),
             gc_floor: 0,
         }
@@ -83,6 +89,19 @@ impl History {
             self.schemas.push((entry.revision, Arc::new(schema)));
         }
         self.log.push_back(entry);
+    }
+
+    /// Records the counters in force from `revision` (the one being
+    /// written; readers see them once it is committed).
+    pub fn set_counters(&mut self, revision: u64, counters: Vec<RelationshipCounter>) {
+        self.counters.push((revision, Arc::new(counters)));
+    }
+
+    /// The counters registered at `revision`, sorted by name.
+    pub fn counters_at(&self, revision: u64) -> Arc<Vec<RelationshipCounter>> {
+        let i = self.counters.partition_point(|(r, _)| *r <= revision);
+        i.checked_sub(1)
+            .map_or_else(Default::default, |i| self.counters[i].1.clone())
     }
 
     /// Remembers that `slot` was deleted at `revision` (the one being written).
@@ -170,7 +189,7 @@ impl History {
 
     /// Forgets what no reader at or after `horizon` needs: older log
     /// entries, the changes of the horizon entry itself (its versions may be
-    /// reclaimed now), and schemas superseded by then.
+    /// reclaimed now), and schemas and counter lists superseded by then.
     pub fn forget_before(&mut self, horizon: u64) {
         self.gc_floor = self.gc_floor.max(horizon);
         while self.log.len() > 1 && self.oldest().revision < horizon {
@@ -183,6 +202,8 @@ impl History {
         }
         let in_force = self.schemas.partition_point(|(r, _)| *r <= horizon);
         self.schemas.drain(..in_force.saturating_sub(1));
+        let in_force = self.counters.partition_point(|(r, _)| *r <= horizon);
+        self.counters.drain(..in_force.saturating_sub(1));
     }
 }
 

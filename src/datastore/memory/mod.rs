@@ -171,7 +171,12 @@ impl Inner {
             schema_changed: plan.schema.is_some(),
             metadata: plan.metadata,
         };
-        self.write()?.history.commit(entry, plan.schema);
+        let mut state = self.write()?;
+        if let Some(counters) = plan.counters {
+            state.history.set_counters(revision, counters);
+        }
+        state.history.commit(entry, plan.schema);
+        drop(state);
         // Writers are serialized, so published heads only increase.
         self.head.send_replace(revision);
         Ok(WriteOutcome {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::query::Path;
 use super::store::At;
 use super::{Inner, State};
-use crate::datastore::{DatastoreError, DatastoreResult, Page, Reader, ReverseQuery, StoredSchema};
+use crate::datastore::{
+    DatastoreError, DatastoreResult, Page, Reader, RelationshipCounter, ReverseQuery, StoredSchema,
+};
 use crate::model::{Relationship, RelationshipFilter, RelationshipKey, Revision};
 
 /// Rows read per hold of the read lock when a read resumes by cursor, so a
@@ -170,5 +172,11 @@ impl Reader for MemoryReader {
         let state = self.inner.read()?;
         let at = self.at(&state)?;
         Ok(state.history.schema_at(at.revision))
+    }
+
+    async fn counters(&self) -> DatastoreResult<Vec<RelationshipCounter>> {
+        let state = self.inner.read()?;
+        let at = self.at(&state)?;
+        Ok(state.history.counters_at(at.revision).to_vec())
     }
 }

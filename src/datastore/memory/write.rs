@@ -10,7 +10,8 @@ use std::time::SystemTime;
 use super::State;
 use super::store::{At, KeyRef, Store};
 use crate::datastore::{
-    DatastoreError, DatastoreResult, StoredSchema, TransactionMetadata, WriteBatch,
+    CounterChange, DatastoreError, DatastoreResult, RelationshipCounter, StoredSchema,
+    TransactionMetadata, WriteBatch,
 };
 use crate::model::{
     Precondition, PreconditionKind, Relationship, RelationshipUpdate, UpdateOperation,
@@ -27,6 +28,8 @@ pub struct Plan {
     /// The change feed of this write, in order.
     pub changes: Vec<Planned>,
     pub schema: Option<StoredSchema>,
+    /// The counters registered after this write, if it changes them.
+    pub counters: Option<Vec<RelationshipCounter>>,
     pub metadata: TransactionMetadata,
     pub deleted_by_filter: usize,
     pub partial: bool,
@@ -50,8 +53,15 @@ pub fn plan_write(state: &State, batch: WriteBatch, now: SystemTime) -> Datastor
         now,
     };
     check_preconditions(store, &batch.preconditions, at)?;
+    let counters = if batch.counters.is_empty() {
+        None
+    } else {
+        let registered = state.history.counters_at(at.revision);
+        Some(plan_counters(&registered, batch.counters)?)
+    };
     let mut plan = Plan {
         schema: batch.schema,
+        counters,
         metadata: batch.metadata,
         ..Plan::default()
     };
@@ -122,6 +132,34 @@ pub fn plan_bulk(
     plan.create = relationships;
     plan.changes = (0..plan.create.len()).map(Planned::Touch).collect();
     Ok(plan)
+}
+
+/// The counters after `changes` apply in order to `registered`, sorted by
+/// name; the first change that cannot apply fails the write.
+fn plan_counters(
+    registered: &[RelationshipCounter],
+    changes: Vec<CounterChange>,
+) -> DatastoreResult<Vec<RelationshipCounter>> {
+    let mut counters = registered.to_vec();
+    for change in changes {
+        match change {
+            CounterChange::Register(counter) => {
+                match counters.binary_search_by(|c| c.name.cmp(&counter.name)) {
+                    Ok(_) => return Err(DatastoreError::CounterAlreadyRegistered(counter.name)),
+                    Err(at) => counters.insert(at, counter),
+                }
+            }
+            CounterChange::Unregister(name) => {
+                match counters.binary_search_by(|c| c.name.cmp(&name)) {
+                    Ok(at) => {
+                        counters.remove(at);
+                    }
+                    Err(_) => return Err(DatastoreError::CounterNotRegistered(name)),
+                }
+            }
+        }
+    }
+    Ok(counters)
 }
 
 /// The first failing precondition (by position) fails the write.
