@@ -62,13 +62,6 @@ const SMOKE: Plan = Plan {
 
 type Stack = Arc<Services<MemoryDatastore>>;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// The service stack the server builds, over an empty memory datastore.
 fn stack() -> Stack {
     let datastore = Arc::new(MemoryDatastore::new(
@@ -110,7 +103,7 @@ fn load(
 /// are not counted; one chunk is copied and freed before it so that the
 /// allocator's pool for chunk copies is already there.
 fn measure_load(n: usize) {
-    let rt = runtime();
+    let rt = support::runtime();
     let relationships = workload::social_network(n, SEED);
     drop(relationships[..IMPORT_CHUNK.min(relationships.len())].to_vec());
     let before = support::rss_bytes();
@@ -288,7 +281,7 @@ fn report_latency(
 /// Loads a network of `n`, reports latency, then lets criterion time the
 /// same requests round-robin.
 fn bench_size(criterion: &mut Criterion, plan: &Plan, n: usize, label: &str) {
-    let rt = runtime();
+    let rt = support::runtime();
     let services = stack();
     let relationships = workload::social_network(n, SEED);
     load(&rt, &services, &relationships);

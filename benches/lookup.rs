@@ -14,6 +14,8 @@
 //! fast. Without `--bench` (as `cargo test --all-targets` runs it) it is a
 //! smoke test on 10,000 content objects.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +32,6 @@ const FOLLOWED: usize = 100;
 const IMPORT_CHUNK: usize = 10_000;
 
 type Stack = Arc<Services<MemoryDatastore>>;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn rel(resource: ObjectRef, relation: &str, subject: SubjectRef) -> Relationship {
     Relationship {
@@ -126,7 +121,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let contents = if full { 1_000_000 } else { 10_000 };
     let expected = FOLLOWED * contents / OWNERS;
-    let rt = runtime();
+    let rt = support::runtime();
     let loading = Instant::now();
     let stack = rt.block_on(load(contents));
     eprintln!(

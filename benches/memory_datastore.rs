@@ -76,17 +76,10 @@ fn relationship(resource: (&str, String), relation: &str, subject: SubjectRef) -
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// In a child: loads `n` relationships in batches and prints
 /// `bytes_per_relationship seconds`.
 fn measure_rss(n: usize) {
-    let rt = runtime();
+    let rt = support::runtime();
     let ds = MemoryDatastore::new(RevisionConfig::default(), Arc::new(SystemClock));
     // Warm the allocator with one batch's worth of input first.
     drop((0..LOAD_BATCH).map(|i| social(i, n)).collect::<Vec<_>>());
@@ -135,7 +128,7 @@ fn report_rss() {
 }
 
 fn bulk_load(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = support::runtime();
     let n = 100_000;
     let mut group = c.benchmark_group("memory_datastore");
     group.sample_size(10);

@@ -2,7 +2,8 @@
 //! called with the generated `authzed.api.v1` clients, success and error
 //! paths, auth, and SpiceDB's error details (`ErrorInfo` reasons).
 
-use std::sync::Arc;
+#[path = "common/server.rs"]
+mod server;
 
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -11,11 +12,6 @@ use tonic_types::StatusExt;
 use trellis::api::proto::v1;
 use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
-use trellis::config::Config;
-use trellis::datastore::memory::MemoryDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
-
-const KEY: &str = "integration-test-key";
 
 const SCHEMA: &str = "definition user {}
 
@@ -31,54 +27,22 @@ definition document {
     permission view = (viewer + edit) - banned
 }";
 
-/// A running server and an authenticated channel to it; the server stops
-/// when this is dropped.
+/// A running server (stopped on drop) and a channel to it.
 struct Server {
     channel: Channel,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: server::TestServer,
 }
 
 async fn start() -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("free port");
-    let addr = listener.local_addr().expect("bound address");
-    let config = Config {
-        preshared_keys: vec![KEY.to_string()],
-        ..Config::default()
-    };
-    let datastore = Arc::new(MemoryDatastore::new(
-        RevisionConfig::default(),
-        Arc::new(SystemClock),
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(trellis::server::run(datastore, config, listener, async {
-        let _ = stopped.await;
-    }));
-    let endpoint = format!("http://{addr}");
-    let channel = loop {
-        match Channel::from_shared(endpoint.clone())
-            .expect("valid uri")
-            .connect()
-            .await
-        {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let server = server::TestServer::start_default().await;
     Server {
-        channel,
-        _stop: stop,
+        channel: server.channel.clone(),
+        _server: server,
     }
 }
 
 fn authed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {KEY}").parse().expect("ascii"),
-    );
-    request
+    server::authed(message)
 }
 
 fn obj(t: &str, id: &str) -> Option<v1::ObjectReference> {

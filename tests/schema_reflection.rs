@@ -22,8 +22,10 @@
 // The aliases under test are deprecated in the API.
 #![allow(deprecated)]
 
+#[path = "common/server.rs"]
+mod server;
+
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -33,11 +35,6 @@ use trellis::api::proto::v1;
 use trellis::api::proto::v1::experimental_service_client::ExperimentalServiceClient;
 use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
-use trellis::config::Config;
-use trellis::datastore::memory::MemoryDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
-
-const KEY: &str = "reflection-test-key";
 
 /// SpiceDB's "full schema" ReflectSchema case.
 const FULL: &str = r#"
@@ -67,10 +64,10 @@ const FULL: &str = r#"
     }
 "#;
 
-/// A running server and a channel to it; the server stops on drop.
+/// A running server (stopped on drop) and a channel to it.
 struct Server {
     channel: Channel,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: server::TestServer,
 }
 
 impl Server {
@@ -88,36 +85,10 @@ impl Server {
 }
 
 async fn start() -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("free port");
-    let addr = listener.local_addr().expect("bound address");
-    let config = Config {
-        preshared_keys: vec![KEY.to_string()],
-        ..Config::default()
-    };
-    let datastore = Arc::new(MemoryDatastore::new(
-        RevisionConfig::default(),
-        Arc::new(SystemClock),
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(trellis::server::run(datastore, config, listener, async {
-        let _ = stopped.await;
-    }));
-    let endpoint = format!("http://{addr}");
-    let channel = loop {
-        match Channel::from_shared(endpoint.clone())
-            .expect("valid uri")
-            .connect()
-            .await
-        {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let server = server::TestServer::start_default().await;
     Server {
-        channel,
-        _stop: stop,
+        channel: server.channel.clone(),
+        _server: server,
     }
 }
 
@@ -134,12 +105,7 @@ async fn with_schema(schema: &str) -> Server {
 }
 
 fn authed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {KEY}").parse().expect("ascii"),
-    );
-    request
+    server::authed(message)
 }
 
 fn full() -> Option<v1::Consistency> {

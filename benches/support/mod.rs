@@ -1,4 +1,6 @@
-//! Measurement helpers shared by the benchmarks.
+//! Measurement helpers shared by the benchmarks (each bench uses some).
+
+#![allow(dead_code)]
 
 /// Resident set size in bytes, from /proc/self/statm (Linux, 4 KiB pages).
 pub fn rss_bytes() -> usize {
@@ -9,4 +11,12 @@ pub fn rss_bytes() -> usize {
         .and_then(|s| s.parse().ok())
         .expect("statm has a resident field");
     pages * 4096
+}
+
+/// A one-thread tokio runtime: benchmarks measure one request at a time.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }

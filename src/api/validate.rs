@@ -731,7 +731,10 @@ fn relationship_key(r: &v1::Relationship) -> RelationshipKey {
 pub fn filter_text(f: &v1::RelationshipFilter) -> String {
     fn field(out: &mut Vec<String>, name: &str, value: &str) {
         if !value.is_empty() {
-            out.push(format!("{name}:{}", quote(value)));
+            out.push(format!(
+                "{name}:{}",
+                crate::service::error::proto_text_quote(value)
+            ));
         }
     }
     let mut parts = Vec::new();
@@ -755,21 +758,6 @@ pub fn filter_text(f: &v1::RelationshipFilter) -> String {
         &f.optional_resource_id_prefix,
     );
     parts.join(" ")
-}
-
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 // ---- strings --------------------------------------------------------------

@@ -49,16 +49,8 @@ pub async fn check<R: Reader>(
     dispatcher: &dyn Dispatcher,
     request: &CheckRequest,
 ) -> Result<CheckResult, CheckError> {
-    let definition = schema
-        .definition(&request.resource_type)
-        .ok_or_else(|| CheckError::UnknownDefinition(request.resource_type.clone()))?;
-    let relation =
-        definition
-            .relation(&request.relation)
-            .ok_or_else(|| CheckError::UnknownRelation {
-                definition: request.resource_type.clone(),
-                relation: request.relation.clone(),
-            })?;
+    let (definition, relation) =
+        super::resolve_relation(schema, &request.resource_type, &request.relation)?;
 
     let mut ids: Vec<String> = request.resource_ids.clone();
     ids.sort_unstable();

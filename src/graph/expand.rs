@@ -46,15 +46,7 @@ pub async fn expand<R: Reader>(
     relation: &str,
     max_depth: u32,
 ) -> Result<ExpandNode, CheckError> {
-    if schema.definition(&object.object_type).is_none() {
-        return Err(CheckError::UnknownDefinition(object.object_type.clone()));
-    }
-    if schema.relation(&object.object_type, relation).is_none() {
-        return Err(CheckError::UnknownRelation {
-            definition: object.object_type.clone(),
-            relation: relation.to_string(),
-        });
-    }
+    super::resolve_relation(schema, &object.object_type, relation)?;
     let expander = Expander { reader, schema };
     expander.relation(object, relation, max_depth).await
 }

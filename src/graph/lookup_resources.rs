@@ -82,18 +82,7 @@ pub async fn lookup_resources<R: Reader>(
     request: &LookupResourcesRequest,
     out: &mpsc::Sender<FoundResource>,
 ) -> Result<(), CheckError> {
-    if schema.definition(&request.resource_type).is_none() {
-        return Err(CheckError::UnknownDefinition(request.resource_type.clone()));
-    }
-    if schema
-        .relation(&request.resource_type, &request.permission)
-        .is_none()
-    {
-        return Err(CheckError::UnknownRelation {
-            definition: request.resource_type.clone(),
-            relation: request.permission.clone(),
-        });
-    }
+    super::resolve_relation(schema, &request.resource_type, &request.permission)?;
     let mut walk = Walk {
         reader,
         schema,

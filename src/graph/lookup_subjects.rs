@@ -42,18 +42,7 @@ pub async fn lookup_subjects<R: Reader>(
     request: &LookupSubjectsRequest,
 ) -> Result<SubjectSet, CheckError> {
     let resource = &request.resource;
-    if schema.definition(&resource.object_type).is_none() {
-        return Err(CheckError::UnknownDefinition(resource.object_type.clone()));
-    }
-    if schema
-        .relation(&resource.object_type, &request.relation)
-        .is_none()
-    {
-        return Err(CheckError::UnknownRelation {
-            definition: resource.object_type.clone(),
-            relation: request.relation.clone(),
-        });
-    }
+    super::resolve_relation(schema, &resource.object_type, &request.relation)?;
     let mut walk = Walk {
         reader,
         schema,

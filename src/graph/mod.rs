@@ -10,3 +10,25 @@ pub mod membership;
 pub mod subject_set;
 
 pub use membership::{CaveatExpr, Membership};
+
+use crate::dispatch::CheckError;
+use crate::schema::{CompiledSchema, Definition, Relation};
+
+/// The definition and relation (or permission) a request names, or the
+/// error that says which is missing.
+pub(crate) fn resolve_relation<'s>(
+    schema: &'s CompiledSchema,
+    type_name: &str,
+    relation: &str,
+) -> Result<(&'s Definition, &'s Relation), CheckError> {
+    let definition = schema
+        .definition(type_name)
+        .ok_or_else(|| CheckError::UnknownDefinition(type_name.to_string()))?;
+    let found = definition
+        .relation(relation)
+        .ok_or_else(|| CheckError::UnknownRelation {
+            definition: type_name.to_string(),
+            relation: relation.to_string(),
+        })?;
+    Ok((definition, found))
+}

@@ -163,13 +163,9 @@ impl<D: Datastore> Services<D> {
             .as_deref()
             .map(|token| cursor::decode(token, &fingerprint))
             .transpose()?;
-        let revision = match &resume {
-            Some(c) => {
-                self.datastore.check_revision(c.revision).await?;
-                c.revision
-            }
-            None => self.revision_for(consistency).await?,
-        };
+        let revision = self
+            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+            .await?;
         let reader = self.datastore.snapshot(revision);
         // As SpiceDB: only definitions of the schema are walked, and none
         // at all before a schema exists (the export is empty, not an error).

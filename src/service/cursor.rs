@@ -82,11 +82,7 @@ pub fn decode(token: &str, fingerprint: &str) -> Result<Cursor, ServiceError> {
     if payload.f != fingerprint {
         return Err(other_request());
     }
-    let revision = payload
-        .r
-        .parse::<u128>()
-        .map(Revision)
-        .map_err(|_| malformed())?;
+    let revision = revision(&payload.r)?;
     let [rt, rid, rel, st, sid, srel] = payload.k;
     Ok(Cursor {
         revision,
@@ -135,11 +131,7 @@ pub fn decode_position(token: &str, fingerprint: &str) -> Result<PositionCursor,
     if payload.f != fingerprint {
         return Err(other_request());
     }
-    let revision = payload
-        .r
-        .parse::<u128>()
-        .map(Revision)
-        .map_err(|_| malformed())?;
+    let revision = revision(&payload.r)?;
     Ok(PositionCursor {
         revision,
         after: payload.p,
@@ -170,6 +162,11 @@ fn unhex(token: &str) -> Result<Vec<u8>, ServiceError> {
         .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| malformed())
+}
+
+/// A cursor's revision, written in decimal.
+fn revision(text: &str) -> Result<Revision, ServiceError> {
+    text.parse::<u128>().map(Revision).map_err(|_| malformed())
 }
 
 fn malformed() -> ServiceError {

@@ -250,3 +250,20 @@ impl From<crate::datastore::DatastoreError> for ServiceError {
         }
     }
 }
+
+/// A string as protobuf text format quotes it, for the protobuf-text values
+/// SpiceDB puts in error metadata (filters, for instance).
+pub fn proto_text_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -23,7 +23,7 @@ use crate::model::{Consistency, ELLIPSIS, ObjectRef, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
 
 use super::check::{check_error, permissionship};
-use super::cursor::{self, PositionCursor};
+use super::cursor;
 use super::write_validation::{known_definition, unknown_relation};
 use super::{Permissionship, ServiceError, Services};
 
@@ -96,11 +96,14 @@ impl<D: Datastore> Services<D> {
             &params.subject.to_string(),
             &context_text,
         ]);
-        let resume = self.resume(params.cursor.as_deref(), &fingerprint).await?;
-        let revision = match &resume {
-            Some(c) => c.revision,
-            None => self.revision_for(consistency).await?,
-        };
+        let resume = params
+            .cursor
+            .as_deref()
+            .map(|token| cursor::decode_position(token, &fingerprint))
+            .transpose()?;
+        let revision = self
+            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+            .await?;
         let skip: usize = match &resume {
             Some(c) => c.after.parse().map_err(|_| ServiceError::InvalidCursor {
                 message: "the cursor is malformed".into(),
@@ -208,11 +211,14 @@ impl<D: Datastore> Services<D> {
             &context_text,
             if params.include_wildcard { "*" } else { "" },
         ]);
-        let resume = self.resume(params.cursor.as_deref(), &fingerprint).await?;
-        let revision = match &resume {
-            Some(c) => c.revision,
-            None => self.revision_for(consistency).await?,
-        };
+        let resume = params
+            .cursor
+            .as_deref()
+            .map(|token| cursor::decode_position(token, &fingerprint))
+            .transpose()?;
+        let revision = self
+            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+            .await?;
         let (reader, schema) = self
             .snapshot_with_schema(revision, &params.resource.object_type)
             .await?;
@@ -265,18 +271,6 @@ impl<D: Datastore> Services<D> {
         .await
         .map_err(check_error)?;
         Ok((revision, tree))
-    }
-
-    /// Decodes a cursor and checks its revision is still readable.
-    async fn resume(
-        &self,
-        token: Option<&str>,
-        fingerprint: &str,
-    ) -> Result<Option<PositionCursor>, ServiceError> {
-        let Some(token) = token else { return Ok(None) };
-        let cursor = cursor::decode_position(token, fingerprint)?;
-        self.datastore.check_revision(cursor.revision).await?;
-        Ok(Some(cursor))
     }
 }
 

@@ -116,6 +116,23 @@ impl<D: Datastore> Services<D> {
         })
     }
 
+    /// The revision a page of a paged read happens at: the one its cursor
+    /// was issued at (if still readable), so every page reads one snapshot;
+    /// else the one `consistency` picks.
+    async fn page_revision(
+        &self,
+        cursor_revision: Option<Revision>,
+        consistency: Consistency,
+    ) -> Result<Revision, ServiceError> {
+        match cursor_revision {
+            Some(revision) => {
+                self.datastore.check_revision(revision).await?;
+                Ok(revision)
+            }
+            None => self.revision_for(consistency).await,
+        }
+    }
+
     /// A reader at `revision` and the schema in force there; a missing
     /// schema reads as "no definitions", so `type_name` is unknown.
     async fn snapshot_with_schema(

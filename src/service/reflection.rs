@@ -385,25 +385,9 @@ fn filter_text(f: &SchemaFilter) -> String {
     ]
     .into_iter()
     .filter(|(_, value)| !value.is_empty())
-    .map(|(name, value)| format!("{name}:{}", quoted(value)))
+    .map(|(name, value)| format!("{name}:{}", super::error::proto_text_quote(value)))
     .collect::<Vec<_>>()
     .join(" ")
-}
-
-/// A string as protobuf text quotes it (the characters names can hold).
-fn quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 // ---- descriptions ---------------------------------------------------------

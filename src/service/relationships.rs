@@ -167,14 +167,9 @@ impl<D: Datastore> Services<D> {
             .as_deref()
             .map(|token| cursor::decode(token, &fingerprint))
             .transpose()?;
-        // A cursor's revision overrides the requested consistency.
-        let revision = match &resume {
-            Some(c) => {
-                self.datastore.check_revision(c.revision).await?;
-                c.revision
-            }
-            None => self.revision_for(consistency).await?,
-        };
+        let revision = self
+            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+            .await?;
         let type_name = params.filter.resource_type.clone().unwrap_or_default();
         let (reader, schema) = self.snapshot_with_schema(revision, &type_name).await?;
         validate_filter(&schema, &params.filter)?;
