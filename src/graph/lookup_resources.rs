@@ -31,6 +31,9 @@ use super::Membership;
 /// Ids sent to the datastore or the dispatcher at once (SpiceDB's chunk).
 const BATCH: usize = 100;
 
+/// The first batch of candidates checked: small, for an early first result.
+const FIRST_BATCH: usize = 10;
+
 /// The question: which `resource_type` objects have `permission` for
 /// `subject`, at `revision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,7 +222,14 @@ impl<R: Reader> Walk<'_, R> {
         candidates.retain(|id| !self.decided.contains(id));
         candidates.sort_unstable();
         candidates.dedup();
-        for chunk in candidates.chunks(BATCH) {
+        // Small batches first, so the first confirmed result streams out
+        // early; then SpiceDB's batch size.
+        let mut rest = candidates.as_slice();
+        let mut size = FIRST_BATCH;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(size.min(rest.len()));
+            rest = after;
+            size = (size * 2).min(BATCH);
             let result = self
                 .dispatcher
                 .check(CheckRequest {
