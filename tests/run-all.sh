@@ -15,5 +15,5 @@ bash tests/proto_compat.sh
 echo "== the official Python client (authzed) against trellis serve =="
 bash tests/python_client/run.sh
 
-echo "== differential: 640 random cases recorded from real SpiceDB 1.54, replayed against trellis =="
+echo "== differential: random cases recorded from real SpiceDB 1.54 (checks, lookups), replayed against trellis =="
 bash tests/differential/ci.sh

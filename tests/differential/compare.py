@@ -23,6 +23,9 @@ and the received answer. The output ends with `agreement: X.XX%` and, as the ver
 `N passed, M failed` (N and M count checks). Exit status: 0 when every check agrees, 1 otherwise,
 2 on bad usage or an unreadable cases file.
 
+compare_lookups.py runs the same loop (Runner, main) over lookups.json's LookupResources and
+LookupSubjects items.
+
 Other modes:  --health-check   probe grpc.health.v1.Health/Check once; exit 0 when SERVING
               --wait-health S  before running, wait up to S seconds for the server to be SERVING
 """
@@ -235,6 +238,11 @@ class ServerGone(Exception):
 
 
 class Runner:
+    """Replays cases against a server: per case, schema and relationships, then each item (here a
+    CheckPermission; compare_lookups.LookupRunner overrides the item methods), then clean-up."""
+
+    items_key = "checks"  # the list of a case this runner replays
+
     def __init__(self, client, timeout: float, strict_messages: bool, quiet: bool, out=None):
         self.client = client
         self.timeout = timeout
@@ -251,11 +259,15 @@ class Runner:
     def p(self, *args) -> None:
         print(*args, file=self.out or sys.stdout, flush=True)
 
-    def rpc(self, method, request):
+    def rpc(self, method, request, stream: bool = False):
+        """One call (for a server-streaming method with `stream`, all its responses, as a list),
+        counting UNAVAILABLE and DEADLINE_EXCEEDED answers in a row."""
         import grpc
 
         try:
             resp = method(request, timeout=self.timeout)
+            if stream:
+                resp = list(resp)  # the deadline covers the whole stream
             self.unavailable = self.timeouts = 0
             return resp
         except grpc.RpcError as e:
@@ -295,15 +307,58 @@ class Runner:
             for r in case["relationships"]:
                 self.p("    " + r)
 
+    # -- one item: a check (LookupRunner overrides these) ---------------------------------
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """Options of this kind of item only."""
+
+    def configure(self, args: argparse.Namespace) -> None:
+        """Takes the options of add_arguments."""
+
+    def item_kind(self, item: dict) -> str:
+        """The kind named in FAIL lines and known-differences.txt."""
+        return "check"
+
+    def item_text(self, item: dict) -> str:
+        return check_text(item)
+
+    def ask(self, item: dict) -> dict:
+        """The server's answer to an item, or {"error": {...}}."""
+        import grpc
+
+        try:
+            return answer_of_response(self.rpc(self.client.CheckPermission, check_request(item)))
+        except grpc.RpcError as e:
+            return answer_of_error(e)
+
+    def judge(self, item: dict, got: dict) -> tuple[bool, str | None]:
+        return compare(item, got, self.strict_messages)
+
+    def category(self, item: dict, got: dict) -> str:
+        return category(item, got)
+
+    def explain(self, item: dict, got: dict) -> list[str]:
+        """Lines under a FAIL line: what SpiceDB answered, what the server answered."""
+        expected = item["expected"]
+        if item.get("missing_context"):
+            expected = {"permissionship": expected, "missing_context": item["missing_context"]}
+        return [f"expected: {describe(expected)}", f"got:      {describe(got)}"]
+
+    # -- cases ------------------------------------------------------------------------------
+
+    def fail_line(self, n: int, item: dict) -> None:
+        self.p(f"  FAIL {self.item_kind(item)} #{n}: {self.item_text(item)}")
+
     def fail_all(self, case: dict, what: str, printed: list[bool]) -> None:
-        """Every check of the case fails (its schema or relationships could not be written)."""
+        """Every item of the case fails (its schema or relationships could not be written)."""
         self.header(case, printed)
         self.p(f"  {what}")
-        for n, check in enumerate(case["checks"]):
-            self.p(f"  FAIL check #{n}: {check_text(check)}")
+        for n, item in enumerate(case[self.items_key]):
+            self.fail_line(n, item)
             self.p(f"       not run: {what.split(':')[0]}")
-        self.failed += len(case["checks"])
-        self.categories[what.split(":")[0]] += len(case["checks"])
+        self.failed += len(case[self.items_key])
+        self.categories[what.split(":")[0]] += len(case[self.items_key])
 
     def run_case(self, case: dict) -> None:
         import grpc
@@ -323,34 +378,28 @@ class Runner:
                     self.fail_all(case, f"WriteRelationships (chunk {i}) failed: {e.code().name}: {e.details()}",
                                   printed)
                     return
-            for n, check in enumerate(case["checks"]):
+            for n, item in enumerate(case[self.items_key]):
                 if self.timeouts >= CASE_TIMEOUTS_IN_A_ROW:
-                    # a server stuck on this case (say, exploring cyclic data): skip its other checks
+                    # a server stuck on this case (say, exploring cyclic data): skip its other items
                     self.failed += 1
                     self.categories[f"skipped after {CASE_TIMEOUTS_IN_A_ROW} timeouts in a row"] += 1
                     self.header(case, printed)
-                    self.p(f"  FAIL check #{n}: {check_text(check)}")
-                    self.p(f"       skipped: the server timed out on {self.timeouts} checks in a row")
+                    self.fail_line(n, item)
+                    self.p(f"       skipped: the server timed out on {self.timeouts} requests in a row")
                     continue
-                try:
-                    got = answer_of_response(self.rpc(self.client.CheckPermission, check_request(check)))
-                except grpc.RpcError as e:
-                    got = answer_of_error(e)
-                ok, note = compare(check, got, self.strict_messages)
+                got = self.ask(item)
+                ok, note = self.judge(item, got)
                 if note:
                     self.message_diffs += 1
                 if ok:
                     self.passed += 1
                     continue
                 self.failed += 1
-                self.categories[category(check, got)] += 1
+                self.categories[self.category(item, got)] += 1
                 self.header(case, printed)
-                self.p(f"  FAIL check #{n}: {check_text(check)}")
-                expected = check["expected"]
-                if check.get("missing_context"):
-                    expected = {"permissionship": expected, "missing_context": check["missing_context"]}
-                self.p(f"       expected: {describe(expected)}")
-                self.p(f"       got:      {describe(got)}")
+                self.fail_line(n, item)
+                for line in self.explain(item, got):
+                    self.p("       " + line)
         finally:
             self.cleanup(case)
 
@@ -390,11 +439,13 @@ def health_status(endpoint: str, token: str, timeout: float) -> str:
     return names.get(status, f"status {status}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Compare a Trellis server's CheckPermission answers with SpiceDB's.")
+def main(argv: list[str] | None = None, runner_cls=Runner, load=load_cases, default_cases: Path = HERE / "cases.json",
+         what: str = "CheckPermission") -> int:
+    """The command line; compare_lookups.py runs it with its own runner, loader and cases file."""
+    p = argparse.ArgumentParser(description=f"Compare a Trellis server's {what} answers with SpiceDB's.")
     p.add_argument("--endpoint", required=True, help="host:port of the Trellis gRPC server")
     p.add_argument("--token", required=True, help="preshared key (sent as `authorization: Bearer KEY`)")
-    p.add_argument("--cases", type=Path, default=HERE / "cases.json")
+    p.add_argument("--cases", type=Path, default=default_cases)
     p.add_argument("--seed", type=int, action="append", help="run only this case (repeatable)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per RPC (default 30)")
     p.add_argument("--strict-messages", action="store_true", help="error messages must match SpiceDB's too")
@@ -403,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after this many cases with failures (0: run everything)")
     p.add_argument("--health-check", action="store_true", help="probe gRPC health once; exit 0 if SERVING")
     p.add_argument("--wait-health", type=float, default=0.0, help="wait up to this many seconds for SERVING")
+    runner_cls.add_arguments(p)
     args = p.parse_args(argv)
 
     _api()
@@ -420,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
 
     try:
-        cases = load_cases(args.cases)
+        cases = load(args.cases)
     except (OSError, ValueError, FormatError) as e:
         print(f"compare.py: cannot load {args.cases}: {e}", file=sys.stderr)
         return 2
@@ -430,8 +482,9 @@ def main(argv: list[str] | None = None) -> int:
 
     api = _api()
     client = api.InsecureClient(args.endpoint, args.token)
-    runner = Runner(client, args.timeout, args.strict_messages, args.quiet)
-    total = sum(len(c["checks"]) for c in cases)
+    runner = runner_cls(client, args.timeout, args.strict_messages, args.quiet)
+    runner.configure(args)
+    total = sum(len(c[runner.items_key]) for c in cases)
     started = time.monotonic()
     failed_cases = 0
     try:
@@ -453,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"aborting on unexpected RPC error: {e.code().name}: {e.details()}")
     not_run = total - runner.passed - runner.failed
-    runner.failed += not_run  # checks never run (aborted) count as failed
+    runner.failed += not_run  # items never run (aborted) count as failed
 
     if runner.categories or not_run:
         print("disagreements by kind:")

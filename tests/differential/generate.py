@@ -27,7 +27,12 @@ lowercase characters, arrows only on relations that cannot reach a wildcard, no 
 reaches a wildcard through another definition, computed references only to earlier permissions,
 so no pure alias cycles). SpiceDB's verdict still decides: record.py discards and counts rejects.
 
-Usage:  generate.py [--seed N] [--count K]    print K cases starting at seed N as JSON
+`lookup_candidates(seed, schema, relationships)` derives candidate LookupResources and
+LookupSubjects requests from any case (record_lookups.py records them), and `generate(seed,
+"wildcards")` is a profile with more wildcards, exclusions and caveats for extra lookup cases
+(see PROFILES; the default profile is the one cases.json was made with).
+
+Usage:  generate.py [--seed N] [--count K] [--profile P] [--lookups]    print K cases from seed N as JSON
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 
 USER = "user"
@@ -103,10 +109,24 @@ class Definition:
         return self.relations + self.permissions
 
 
+# Knobs of the generator. `default` made cases.json. `wildcards` makes the extra lookup cases,
+# where LookupSubjects answers a wildcard with its excluded subjects (`* - {bob}`): more wildcard
+# relations and wildcard relationships, more exclusions and caveats, and in each definition with a
+# `user:*` relation one more permission `wildcard_rel - other_rel[s]`. The default profile draws
+# exactly the random numbers it always did, so it reproduces the recorded cases.
+PROFILES = {
+    "default": {"caveat": 0.25, "wildcard": 0.22, "ops": (0.42, 0.30, 0.28), "wildcard_weight": 1.0,
+                "exclusion_permission": False},
+    "wildcards": {"caveat": 0.5, "wildcard": 0.6, "ops": (0.30, 0.20, 0.50), "wildcard_weight": 3.0,
+                  "exclusion_permission": True},
+}
+
+
 class Gen:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, profile: str = "default"):
         self.seed = seed
         self.rng = random.Random(seed)
+        self.knobs = PROFILES[profile]
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -117,7 +137,7 @@ class Gen:
         self.defs: list[Definition] = [Definition(USER)] + [Definition(n) for n in names]
         self.by_name = {d.name: d for d in self.defs}
         self.others = self.defs[1:]
-        self.caveat = r.choice(CAVEATS) if r.random() < 0.25 else None
+        self.caveat = r.choice(CAVEATS) if r.random() < self.knobs["caveat"] else None
         self.expiration = r.random() < 0.12
         self.cyclic = r.random() < 0.35
 
@@ -126,7 +146,7 @@ class Gen:
             d.relations = sorted(r.sample(RELATION_POOL, r.choice([1, 2, 2, 3, 3, 4])), key=RELATION_POOL.index)
             d.permissions = r.sample(PERMISSION_POOL, r.choice([1, 1, 2, 2, 3]))
             for rel in d.relations:
-                d.wild[rel] = r.random() < 0.22
+                d.wild[rel] = r.random() < self.knobs["wildcard"]
         # pass 2: allowed subject types
         for d in self.others:
             for rel in d.relations:
@@ -135,6 +155,24 @@ class Gen:
         for d in self.others:
             for i, perm in enumerate(d.permissions):
                 d.exprs[perm] = self.permission_expr(d, i)
+        if self.knobs["exclusion_permission"]:
+            for d in self.others:
+                self.add_wildcard_exclusion(d)
+
+    def add_wildcard_exclusion(self, d: Definition) -> None:
+        """`permission P = w - x` or `w - (x + y)`: w a relation allowing `user:*`, x, y others allowing users."""
+        r = self.rng
+        wild = [rel for rel in d.relations if any(e.typ == USER and e.wildcard for e in d.entries[rel])]
+        name = next((p for p in PERMISSION_POOL if p not in d.permissions), None)
+        if not wild or name is None:
+            return
+        base = r.choice(wild)
+        others = [rel for rel in d.relations if rel != base and any(e.typ == USER for e in d.entries[rel])]
+        if not others:
+            return
+        minus = r.sample(others, min(len(others), r.choice([1, 1, 2])))
+        d.permissions.append(name)
+        d.exprs[name] = f"{base} - " + (minus[0] if len(minus) == 1 else "(" + " + ".join(minus) + ")")
 
     def entries_for(self, d: Definition, rel: str) -> list[Entry]:
         r = self.rng
@@ -218,7 +256,7 @@ class Gen:
         r = self.rng
         if depth >= max_depth or (depth > 0 and r.random() < 0.45):
             return self.leaf(d, index)
-        op = weighted(r, [(0.42, "+"), (0.30, "&"), (0.28, "-")])
+        op = weighted(r, list(zip(self.knobs["ops"], ("+", "&", "-"))))
         n = 2 if op == "-" else r.choice([2, 2, 3])
         parts: list[str] = []
         for _ in range(n):
@@ -291,7 +329,7 @@ class Gen:
     def relationships(self) -> list[str]:
         r = self.rng
         # caveated entries are favoured so that caveat cases have enough conditional answers
-        slots = [(3.0 if e.caveat else 1.0, (d, rel, e))
+        slots = [(3.0 if e.caveat else self.knobs["wildcard_weight"] if e.wildcard else 1.0, (d, rel, e))
                  for d in self.others for rel in d.relations for e in d.entries[rel]]
         want = r.randint(5, 30)
         out: list[str] = []
@@ -410,9 +448,9 @@ def compact(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def generate(seed: int) -> dict:
+def generate(seed: int, profile: str = "default") -> dict:
     """One case: {seed, schema, relationships, candidates, cyclic}. Deterministic in `seed`."""
-    g = Gen(seed)
+    g = Gen(seed, profile)
     g.schema()
     g.ids()
     rels = g.relationships()
@@ -426,13 +464,158 @@ def generate(seed: int) -> dict:
     }
 
 
+# -- lookup candidates (LookupResources / LookupSubjects) --------------------------------------
+
+_SCHEMA_DEFINITION = re.compile(r"^definition ([a-z][a-z0-9_/]*) \{(.*?)\}", re.M | re.S)
+_SCHEMA_MEMBER = re.compile(r"^\s*(relation|permission) ([a-z][a-z0-9_]*)", re.M)
+_SCHEMA_CAVEAT = re.compile(r"^caveat ([a-z][a-z0-9_]*)\(", re.M)
+
+
+def schema_outline(schema: str) -> dict[str, dict[str, list[str]]]:
+    """Definition name -> {"relations", "permissions"} of a generated schema text."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, body in _SCHEMA_DEFINITION.findall(schema):
+        members: dict[str, list[str]] = {"relations": [], "permissions": []}
+        for kind, member in _SCHEMA_MEMBER.findall(body):
+            members[kind + "s"].append(member)
+        out[name] = members
+    return out
+
+
+def lookup_candidates(seed: int, schema: str, relationships: list[str]) -> list[dict]:
+    """Candidate LookupResources/LookupSubjects requests for a case, deterministic in `seed`.
+
+    Derived from the case's schema text and relationship strings alone (any case of cases.json
+    works, whatever generator version made it). Each candidate is
+      {"kind": "lr", "resource_type", "permission", "subject": "type:id[#rel]", "context"?} or
+      {"kind": "ls", "resource": "type:id", "permission", "subject_type", "subject_relation"?, "context"?}.
+    Subjects are users (also one that appears nowhere), objects, subject sets (those written in
+    the relationships and random ones); resources include an id that appears nowhere; a few
+    requests are invalid (wildcard subject, unknown permission, type or subject relation), and
+    with a caveat most requests carry a request context. ~36 random requests, then up to 16
+    LookupSubjects of users on permissions of the objects that appear in the relationships
+    (where wildcards, their exclusions and caveats show up; they are rare in random requests).
+    """
+    r = random.Random(seed * 104729 + 31)  # independent of the stream that made the checks
+    outline = schema_outline(schema)
+    others = [t for t in outline if t != USER]
+    if not others:
+        return []
+    ids: dict[str, list[str]] = {t: [] for t in outline}
+    subject_sets: list[str] = []
+    for text in relationships:
+        resource, _, subject = text.split("[", 1)[0].partition("@")
+        rtype, _, rid = resource.split("#", 1)[0].partition(":")
+        stype, _, sid = subject.split("#", 1)[0].partition(":")
+        for t, i in ((rtype, rid), (stype, sid)):
+            if i != "*" and t in ids and i not in ids[t]:
+                ids[t].append(i)
+        if "#" in subject and subject not in subject_sets:
+            subject_sets.append(subject)
+    users = ids[USER] + [NOBODY]
+    caveat = next((c for c in CAVEATS if c["name"] in _SCHEMA_CAVEAT.findall(schema)), None)
+
+    def names(t: str) -> list[str]:
+        return outline[t]["relations"] + outline[t]["permissions"]
+
+    def permission_of(t: str) -> str:
+        perms, rels = outline[t]["permissions"], outline[t]["relations"]
+        return r.choice(perms) if perms and (r.random() < 0.65 or not rels) else r.choice(rels or perms)
+
+    def object_of(t: str) -> str:
+        known = ids[t]
+        if not known or r.random() < 0.08:
+            return f"{t}:{t[0]}9"  # appears nowhere
+        return f"{t}:{r.choice(known)}"
+
+    def lr() -> dict:
+        t = r.choice(others)
+        q: dict = {"kind": "lr", "resource_type": t, "permission": permission_of(t)}
+        k = r.random()
+        if k < 0.55:
+            q["subject"] = f"{USER}:{r.choice(users)}"
+        elif k < 0.70 and subject_sets:
+            q["subject"] = r.choice(subject_sets)
+        elif k < 0.82:
+            s = r.choice(others)
+            q["subject"] = f"{object_of(s)}#{r.choice(names(s))}"
+        elif k < 0.95:
+            q["subject"] = object_of(r.choice(others))
+        else:
+            bad = r.randrange(4)
+            q["subject"] = f"{USER}:{r.choice(users)}"
+            if bad == 0:
+                q["subject"] = f"{USER}:*"
+            elif bad == 1:
+                q["permission"] = "unknown_perm"
+            elif bad == 2:
+                q["resource_type"] = "missing"
+            else:
+                q["subject"] = f"missing:{r.choice(users)}"
+        return q
+
+    def ls() -> dict:
+        t = r.choice(others)
+        q: dict = {"kind": "ls", "resource": object_of(t), "permission": permission_of(t)}
+        k = r.random()
+        if k < 0.62:
+            q["subject_type"] = USER
+        elif k < 0.80:
+            q["subject_type"] = r.choice(others)
+        elif k < 0.96:
+            s = r.choice(others)
+            q["subject_type"] = s
+            q["subject_relation"] = r.choice(names(s))
+        else:
+            bad = r.randrange(4)
+            q["subject_type"] = USER
+            if bad == 0:
+                q["permission"] = "unknown_perm"
+            elif bad == 1:
+                q["resource"] = f"missing:{t[0]}1"
+            elif bad == 2:
+                q["subject_type"] = "missing"
+            else:
+                q["subject_type"] = r.choice(others)
+                q["subject_relation"] = "unknown_rel"
+        return q
+
+    out: list[dict] = []
+    seen: set = set()
+
+    def add(q: dict) -> None:
+        if caveat and r.random() < 0.6:
+            ctx = r.choice(caveat["request"])
+            if ctx is not None:
+                q["context"] = ctx
+        key = json.dumps(q, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(q)
+
+    for _ in range(200):
+        if len(out) >= 36:
+            break
+        add(lr() if r.random() < 0.5 else ls())
+    users_of = [{"kind": "ls", "resource": f"{t}:{i}", "permission": perm, "subject_type": USER}
+                for t in others for i in ids[t] for perm in outline[t]["permissions"]]
+    for q in r.sample(users_of, min(16, len(users_of))):
+        add(q)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    p.add_argument("--lookups", action="store_true", help="also the lookup candidates (`lookup_candidates`)")
     args = p.parse_args()
     for s in range(args.seed, args.seed + args.count):
-        print(json.dumps(generate(s), indent=2))
+        case = generate(s, args.profile)
+        if args.lookups:
+            case["lookup_candidates"] = lookup_candidates(s, case["schema"], case["relationships"])
+        print(json.dumps(case, indent=2))
     return 0
 
 

@@ -246,6 +246,67 @@ def write_cases(path: Path, cases: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def record_in_order(count: int, jobs: int, recorder, max_rss_mb: int, timeout: float, what: str,
+                    total: int | None = None) -> tuple[list[tuple], dict[int, float]]:
+    """Record items 0, 1, 2, ... (at most `total`) on `jobs` oracle workers until the first items,
+    without gaps, hold `count` recorded cases (so the outcome does not depend on `jobs`).
+
+    `recorder(oracle)` gives, per worker, a function item index -> (case or None, stats, discard
+    record or None). Returns the results of the items used, in order, and seconds per item.
+    """
+    t0 = time.monotonic()
+    lock = threading.Lock()
+    done: dict[int, tuple] = {}
+    next_item = [0]
+    in_flight: set[int] = set()
+    elapsed: dict[int, float] = {}
+
+    def used() -> int:
+        """Items 0..k-1 hold `count` cases (or are all there is): k; else 0."""
+        n = i = 0
+        while i in done:
+            n += done[i][0] is not None
+            i += 1
+            if n >= count or i == total:
+                return i
+        return 0
+
+    def worker() -> None:
+        with oracle.Oracle(max_rss_mb=max_rss_mb, timeout=timeout) as o:
+            record_item = recorder(o)
+            while True:
+                with lock:
+                    if used() or (total is not None and next_item[0] >= total and not in_flight):
+                        return
+                    accepted = sum(r[0] is not None for r in done.values())
+                    # wait while enough items are in flight: one of them may still fail
+                    busy = accepted + len(in_flight) >= count or (total is not None and next_item[0] >= total)
+                    if not busy:
+                        i = next_item[0]
+                        next_item[0] += 1
+                        in_flight.add(i)
+                if busy:
+                    time.sleep(0.2)
+                    continue
+                started = time.monotonic()
+                result = record_item(i)
+                with lock:
+                    in_flight.discard(i)
+                    elapsed[i] = time.monotonic() - started
+                    done[i] = result
+                    if len(done) % 50 == 0:
+                        print(f"  {len(done)} {what}, {sum(r[0] is not None for r in done.values())} cases, "
+                              f"{time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    n = used() or len(done)
+    return [done[i] for i in range(n)], {i: t for i, t in elapsed.items() if i < n}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description="Record SpiceDB's CheckPermission answers for generated cases.")
     p.add_argument("--count", type=int, default=640, help="cases to record (default 640)")
@@ -265,69 +326,25 @@ def main() -> int:
     args = p.parse_args()
 
     t0 = time.monotonic()
-    lock = threading.Lock()
-    done: dict[int, tuple] = {}  # seed -> (case, stats, discard)
-    next_seed = [args.start_seed]
 
-    def enough() -> bool:
-        """True once the seeds from start-seed on, without gaps, hold --count cases."""
-        n, s = 0, args.start_seed
-        while s in done:
-            n += done[s][0] is not None
-            if n >= args.count:
-                return True
-            s += 1
-        return False
+    def recorder(o: oracle.Oracle):
+        rec = Recorder(o, args.passes, args.depth_passes, args.verify_passes, args.case_budget)
+        return lambda i: rec.record(args.start_seed + i)
 
-    in_flight: set[int] = set()
-    elapsed: dict[int, float] = {}
+    results, seconds = record_in_order(args.count, args.jobs, recorder, args.max_rss_mb, args.timeout, "seeds")
+    elapsed = {args.start_seed + i: t for i, t in seconds.items()}
 
-    def worker() -> None:
-        with oracle.Oracle(max_rss_mb=args.max_rss_mb, timeout=args.timeout) as o:
-            rec = Recorder(o, args.passes, args.depth_passes, args.verify_passes, args.case_budget)
-            while True:
-                with lock:
-                    if enough():
-                        return
-                    accepted = sum(r[0] is not None for r in done.values())
-                    busy = accepted + len(in_flight) >= args.count  # wait: an in-flight seed may fail
-                    if not busy:
-                        seed = next_seed[0]
-                        next_seed[0] += 1
-                        in_flight.add(seed)
-                if busy:
-                    time.sleep(0.2)
-                    continue
-                started = time.monotonic()
-                result = rec.record(seed)
-                with lock:
-                    in_flight.discard(seed)
-                    elapsed[seed] = time.monotonic() - started
-                    done[seed] = result
-                    if len(done) % 50 == 0:
-                        print(f"  {len(done)} seeds, {sum(r[0] is not None for r in done.values())} cases, "
-                              f"{time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
-
-    threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    # keep exactly the first --count cases in seed order; totals cover only the seeds used
+    # the first --count cases in seed order; totals cover only the seeds used
     cases: list[dict] = []
     stats: collections.Counter = collections.Counter()
     discarded: list[dict] = []
-    seed = args.start_seed
-    while len(cases) < args.count:
-        case, st, disc = done[seed]
+    for case, st, disc in results:
         stats.update(st)
         if case is not None:
             cases.append(case)
         if disc is not None:
             discarded.append(disc)
-        seed += 1
-    last_seed = seed - 1
+    last_seed = args.start_seed + len(results) - 1
     write_cases(args.out, cases)
     if args.discarded:
         args.discarded.write_text(json.dumps(discarded, indent=1) + "\n")
@@ -364,15 +381,15 @@ def main() -> int:
     return 0
 
 
-def bootstrap() -> None:
-    """Run under the oracle's venv. (oracle._bootstrap() re-execs oracle.py itself, not the caller.)"""
+def bootstrap(script: str = __file__) -> None:
+    """Run `script` under the oracle's venv. (oracle._bootstrap() re-execs oracle.py itself, not the caller.)"""
     os.environ.setdefault("SPICEDB_LIBRARY_PATH", str(oracle.oracle_dir() / oracle.LIB_SUBPATH))
     venv = oracle.oracle_dir() / "venv"
     py = venv / "bin" / "python"
     if Path(sys.prefix).resolve() != venv.resolve():
         if not py.exists():
-            sys.exit(f"record.py: no oracle venv at {venv}; run tests/oracle/setup.sh first")
-        os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
+            sys.exit(f"{Path(script).name}: no oracle venv at {venv}; run tests/oracle/setup.sh first")
+        os.execv(str(py), [str(py), str(Path(script).resolve()), *sys.argv[1:]])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Differential test: start a Trellis server, replay tests/differential/cases.json (SpiceDB 1.54's
-# recorded answers) against it with compare.py, stop the server. Exit status is compare.py's.
+# Differential test: start a Trellis server, replay SpiceDB 1.54's recorded answers against it,
+# stop the server. Exit status is the comparison's.
 #
 #   tests/differential/run.sh [compare.py options, e.g. --seed 42 --quiet]
+#       CheckPermission: cases.json with compare.py
+#   tests/differential/run.sh --lookups [compare_lookups.py options]
+#       LookupResources/LookupSubjects: lookups.json with compare_lookups.py
 #
 # Environment:
 #   TRELLIS_BIN              server binary (default target/debug/trellis; must accept
@@ -13,8 +16,7 @@
 #   TRELLIS_STARTUP_TIMEOUT  seconds to wait for gRPC health SERVING (default 60)
 #   TRELLIS_LOG              server output file (default target/differential/server-PORT.log)
 #   PYTHON                   python3 used to create the client venv (default python3)
-# Python client: the oracle's venv (tests/oracle/setup.sh) when it has authzed, otherwise a venv
-# at target/differential/venv with the pinned packages of requirements.txt.
+# Python client: see python.sh (the oracle's venv, or target/differential/venv).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,21 +24,14 @@ repo="$(cd "$here/../.." && pwd)"
 work="$repo/target/differential"
 mkdir -p "$work"
 
-# 1. Python with the authzed client.
-oracle_py="${TRELLIS_ORACLE_DIR:-$repo/target/oracle}/venv/bin/python"
-if [ -x "$oracle_py" ] && "$oracle_py" -c 'import authzed.api.v1, grpc' 2>/dev/null; then
-    py="$oracle_py"
-else
-    venv="$work/venv"
-    if [ ! -x "$venv/bin/python" ]; then
-        "${PYTHON:-python3}" -m venv "$venv"
-    fi
-    if ! cmp -s "$here/requirements.txt" "$venv/.trellis-requirements"; then
-        "$venv/bin/pip" install --disable-pip-version-check --quiet -r "$here/requirements.txt"
-        cp "$here/requirements.txt" "$venv/.trellis-requirements"
-    fi
-    py="$venv/bin/python"
+compare="$here/compare.py"
+if [ "${1:-}" = "--lookups" ]; then
+    compare="$here/compare_lookups.py"
+    shift
 fi
+
+# 1. Python with the authzed client.
+py="$(bash "$here/python.sh")"
 
 # 2. The server.
 bin="${TRELLIS_BIN:-$repo/target/debug/trellis}"
@@ -72,7 +67,7 @@ trap 'exit 143' TERM
 
 # 3. Wait for gRPC health SERVING while the server is alive.
 deadline=$((SECONDS + ${TRELLIS_STARTUP_TIMEOUT:-60}))
-until "$py" "$here/compare.py" --endpoint "$endpoint" --token "$key" --health-check >/dev/null 2>&1; do
+until "$py" "$compare" --endpoint "$endpoint" --token "$key" --health-check >/dev/null 2>&1; do
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "run.sh: server exited during startup; its output ($log):" >&2
         tail -n 30 "$log" >&2
@@ -89,5 +84,5 @@ done
 # 4. Compare.
 echo "run.sh: $bin serving on $endpoint (log: $log)"
 status=0
-"$py" "$here/compare.py" --endpoint "$endpoint" --token "$key" "$@" || status=$?
+"$py" "$compare" --endpoint "$endpoint" --token "$key" "$@" || status=$?
 exit "$status"

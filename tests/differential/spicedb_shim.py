@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """A stand-in for `trellis serve` backed by real SpiceDB v1.54 (tests/oracle's embedded library).
 
-It serves the unary authzed.api.v1 RPCs that compare.py uses (WriteSchema, ReadSchema,
-WriteRelationships, DeleteRelationships, CheckPermission) plus grpc.health.v1.Health/Check, and
-forwards each request unchanged to one embedded SpiceDB instance. Running compare.py against it
-tests the differential harness itself (proto building, comparison, clean-up, run.sh) end to end;
-agreement should be 100% apart from SpiceDB's own races (see README.md).
+It serves the authzed.api.v1 RPCs that compare.py and compare_lookups.py use (WriteSchema,
+ReadSchema, WriteRelationships, DeleteRelationships, CheckPermission, and the server-streaming
+LookupResources and LookupSubjects) plus grpc.health.v1.Health/Check, and forwards each request
+unchanged to one embedded SpiceDB instance: unary RPCs through the FFI, streaming ones through the
+instance's own gRPC channel (the only way the embedded library serves them), response by response.
+Running the comparisons against it tests the differential harness itself (proto building,
+comparison, clean-up, run.sh) end to end; agreement should be 100% apart from SpiceDB's own races
+(see README.md).
 
     tests/differential/spicedb_shim.py serve --grpc-addr 127.0.0.1:50051 --grpc-preshared-key KEY
     TRELLIS_BIN=tests/differential/spicedb_shim.py tests/differential/run.sh
 
 Needs `tests/oracle/setup.sh`. No memory watchdog here (unlike the oracle): GOMEMLIMIT only.
-Errors carry SpiceDB's code and message but no ErrorInfo details (the FFI drops them).
+Unary errors carry SpiceDB's code and message but no ErrorInfo details (the FFI drops them);
+streaming errors are passed on whole, details included.
 """
 
 from __future__ import annotations
@@ -76,6 +80,30 @@ def serve(addr: str, key: str) -> None:
             return resp
         return handler
 
+    streams = {
+        "/authzed.api.v1.PermissionsService/LookupResources": ("LookupResources", ps.LookupResourcesRequest,
+                                                                ps.LookupResourcesResponse),
+        "/authzed.api.v1.PermissionsService/LookupSubjects": ("LookupSubjects", ps.LookupSubjectsRequest,
+                                                               ps.LookupSubjectsResponse),
+    }
+
+    def forward_stream(name):
+        def handler(request, context):
+            if dict(context.invocation_metadata()).get("authorization") != f"Bearer {key}":
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid preshared key")
+            with lock:  # one SpiceDB call at a time, as for the unary ones
+                call = getattr(worker.stubs[worker.handle], name)(request, timeout=context.time_remaining())
+                try:
+                    responses = list(call)
+                except grpc.RpcError as e:
+                    # pass the status on whole: code, message and ErrorInfo details
+                    details = [(k, v) for k, v in (e.trailing_metadata() or ()) if k == "grpc-status-details-bin"]
+                    if details:
+                        context.set_trailing_metadata(details)
+                    context.abort(e.code(), e.details())
+            yield from responses
+        return handler
+
     def health(request: bytes, context) -> bytes:
         return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
 
@@ -83,6 +111,10 @@ def serve(addr: str, key: str) -> None:
         def service(self, call_details):
             if call_details.method == "/grpc.health.v1.Health/Check":
                 return grpc.unary_unary_rpc_method_handler(health, lambda b: b, lambda b: b)
+            if call_details.method in streams:
+                name, req_cls, resp_cls = streams[call_details.method]
+                return grpc.unary_stream_rpc_method_handler(
+                    forward_stream(name), req_cls.FromString, resp_cls.SerializeToString)
             route = routes.get(call_details.method)
             if route is None:
                 return None  # UNIMPLEMENTED

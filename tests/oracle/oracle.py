@@ -507,13 +507,19 @@ class _Worker:
                 if s.HasField("partial_caveat_info"):
                     item["missing_context"] = sorted(s.partial_caveat_info.missing_required_context)
                 if resp.excluded_subjects:
-                    item["excluded"] = [
-                        {
+                    item["excluded"] = []
+                    for x in resp.excluded_subjects:
+                        excluded = {
                             "id": x.subject_object_id,
                             "permissionship": self.permissionship(x.permissionship, LookupPermissionship),
                         }
-                        for x in resp.excluded_subjects
-                    ]
+                        if x.HasField("partial_caveat_info"):  # a conditional exclusion
+                            excluded["missing_context"] = sorted(x.partial_caveat_info.missing_required_context)
+                        item["excluded"].append(excluded)
+                # The deprecated mirror also names exclusions whose caveat came out false (and so
+                # are missing from excluded_subjects): kept when it differs.
+                if list(resp.excluded_subject_ids) != [x["id"] for x in item.get("excluded", [])]:
+                    item["deprecated_excluded_subject_ids"] = list(resp.excluded_subject_ids)
                 results.append(item)
         except grpc.RpcError as e:
             return {"error": self.grpc_error(e), "results": results}
