@@ -253,7 +253,7 @@ impl<R: Reader> Walk<'_, R> {
     }
 
     /// `tupleset->computed` unions the targets' subjects; `.all()`
-    /// intersects them. Targets whose type lacks `computed` are skipped.
+    /// intersects them. A target whose type lacks `computed` has none.
     async fn arrow(
         &mut self,
         node: &Node,
@@ -276,6 +276,12 @@ impl<R: Reader> Walk<'_, R> {
                 .relation(&target.object_type, computed)
                 .is_none()
             {
+                // As in Check: such a target has no members, so `.all()`
+                // over it is empty (SpiceDB's LookupSubjects skips it, and
+                // disagrees with its own Check).
+                if function.requires_all() {
+                    return Ok((SubjectSet::new(), cut));
+                }
                 continue;
             }
             let inner = Node {

@@ -16,11 +16,13 @@ its stream is compared with SpiceDB 1.54's recorded answer:
     context and, for a wildcard subject, the same excluded subjects;
   * the server's stream must not name an id twice;
   * the response fields SpiceDB always fills must be there: `looked_up_at` on every response,
-    `after_result_cursor` on every LookupResources response and on no LookupSubjects one; and
-    LookupSubjects' deprecated mirrors (subject_object_id, permissionship, partial_caveat_info)
-    must repeat `subject`. The deprecated `excluded_subject_ids` is compared as recorded: SpiceDB
-    lists there also exclusions whose caveat evaluated to false, which `excluded_subjects` omits
-    (an entry's `deprecated_excluded_subject_ids`, present only when it differs);
+    `after_result_cursor` on every LookupResources response (Trellis also sets it on
+    LookupSubjects responses, which it pages; SpiceDB never does, and neither is a failure); and
+    LookupSubjects' deprecated mirrors (subject_object_id, permissionship, partial_caveat_info,
+    excluded_subject_ids) must repeat `subject` and `excluded_subjects`. SpiceDB's deprecated
+    `excluded_subject_ids` also lists exclusions whose caveat evaluated to false, which
+    `excluded_subjects` omits; the recordings keep that quirk (an entry's
+    `deprecated_excluded_subject_ids`), but it is not compared: Trellis mirrors the real exclusions;
   * an expected error must come back with the same gRPC code (a partial stream before it does
     not matter); a differing message or ErrorInfo reason is counted, and fails only with
     --strict-messages.
@@ -54,17 +56,13 @@ class Irreconcilable(ValueError):
 
 
 def canonical_entry(e: dict) -> dict:
-    """{"id", "permissionship", "missing_context"?, "excluded"?, "deprecated_excluded_subject_ids"?}
-    with sorted lists and no empty ones; the deprecated ids only when they are not the excluded ids."""
+    """{"id", "permissionship", "missing_context"?, "excluded"?} with sorted lists and no empty
+    ones (a recorded `deprecated_excluded_subject_ids` quirk is left out)."""
     out = {"id": e["id"], "permissionship": e["permissionship"]}
     if e.get("missing_context"):
         out["missing_context"] = sorted(e["missing_context"])
     if e.get("excluded"):
         out["excluded"] = sorted((canonical_entry(x) for x in e["excluded"]), key=_entry_key)
-    if "deprecated_excluded_subject_ids" in e:
-        ids = sorted(e["deprecated_excluded_subject_ids"])
-        if ids != sorted(x["id"] for x in out.get("excluded", [])):
-            out["deprecated_excluded_subject_ids"] = ids
     return out
 
 
@@ -315,23 +313,20 @@ def answer_of_lr_stream(responses) -> dict:
 def answer_of_ls_stream(responses) -> dict:
     """LookupSubjectsResponses -> {"results": [entries in stream order], "shape"?: [problems]}."""
     results: list[dict] = []
-    problems: dict[str, list[str]] = {"no looked_up_at": [], "after_result_cursor set (SpiceDB never sets it)": [],
-                                      "deprecated fields do not repeat `subject`": []}
+    problems: dict[str, list[str]] = {"no looked_up_at": [], "deprecated fields do not repeat `subject`": []}
     for r in responses:
         s = r.subject
         e = _resolved(s.permissionship, s.partial_caveat_info, s.HasField("partial_caveat_info"), s.subject_object_id)
         if r.excluded_subjects:
             e["excluded"] = [_resolved(x.permissionship, x.partial_caveat_info, x.HasField("partial_caveat_info"),
                                        x.subject_object_id) for x in r.excluded_subjects]
-        e["deprecated_excluded_subject_ids"] = list(r.excluded_subject_ids)
         results.append(canonical_entry(e))
         if not r.looked_up_at.token:
             problems["no looked_up_at"].append(s.subject_object_id)
-        if r.HasField("after_result_cursor"):
-            problems["after_result_cursor set (SpiceDB never sets it)"].append(s.subject_object_id)
         if not (r.subject_object_id == s.subject_object_id and r.permissionship == s.permissionship
                 and r.HasField("partial_caveat_info") == s.HasField("partial_caveat_info")
-                and r.partial_caveat_info == s.partial_caveat_info):
+                and r.partial_caveat_info == s.partial_caveat_info
+                and sorted(r.excluded_subject_ids) == sorted(x.subject_object_id for x in r.excluded_subjects)):
             problems["deprecated fields do not repeat `subject`"].append(s.subject_object_id)
     return _with_shape(results, problems)
 
