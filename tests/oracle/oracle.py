@@ -451,6 +451,21 @@ class _Worker:
             results.append(out)
         return {"results": results}
 
+    def op_expand(self, req):
+        """ExpandPermissionTree for each {"resource", "permission"}: the tree in protobuf JSON."""
+        from authzed.api.v1 import ExpandPermissionTreeRequest, ExpandPermissionTreeResponse
+        from google.protobuf import json_format
+
+        self.select(req)
+        results = []
+        for e in req["expands"]:
+            request = ExpandPermissionTreeRequest(
+                consistency=self.full(), resource=self.obj(e["resource"]), permission=e["permission"]
+            )
+            resp, err = self.ffi("spicedb_permissions_expand_permission_tree", request, ExpandPermissionTreeResponse)
+            results.append({"error": err} if err else {"tree": json_format.MessageToDict(resp.tree_root)})
+        return {"results": results}
+
     def op_lookup_resources(self, req):
         import grpc
         from authzed.api.v1 import LookupResourcesRequest
@@ -775,6 +790,10 @@ class Instance:
             subject_relation=subject_relation,
             context=context,
         )
+
+    def expand(self, expands: list[dict]) -> list[dict]:
+        """expands: {"resource": {"type", "id"}, "permission"}. Results: {"tree"} (protobuf JSON) or {"error"}."""
+        return self._call("expand", expands=expands)["results"]
 
     def read_relationships(self, **filter_) -> dict:
         return self._call("read_relationships", filter=filter_)
