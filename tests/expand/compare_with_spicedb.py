@@ -8,7 +8,9 @@ order. Prints one line per difference and `N expansions, M differ`; exits 1 if a
 Needs the oracle (`tests/oracle/setup.sh`) and a built `target/debug/trellis`; not part of CI
 (the oracle is downloaded on demand). Last run: 1,628 expansions over the 8 schema examples and
 73 SpiceDB test configs, 0 differ.
-Usage: target/oracle/venv/bin/python tests/expand/compare_with_spicedb.py [FILE.yaml ...]
+Usage: target/oracle/venv/bin/python tests/expand/compare_with_spicedb.py [--record] [FILE.yaml ...]
+With --record it also writes SpiceDB's trees to tests/expand/spicedb-trees.json, which
+`cargo test --test expand_goldens` compares with Trellis in CI (no oracle needed there).
 """
 
 import json
@@ -99,7 +101,16 @@ def trellis_expansions(path: Path, expands: list[dict]) -> list[dict]:
         server.wait()
 
 
-def compare_file(o: oracle.Oracle, path: Path) -> tuple[int, list[str]]:
+def file_label(path: Path) -> str:
+    """Where a recorded file lives: repo-relative, or `shared:` + its name in the test configs."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return "shared:" + path.name
+
+
+def compare_file(o: oracle.Oracle, path: Path, recorded: list[dict]) -> tuple[int, list[str]]:
     loaded = oracle.load_validation_file(path)
     relationships = list(loaded.relationships)
     definitions = relations_by_definition(loaded.schema)
@@ -111,6 +122,11 @@ def compare_file(o: oracle.Oracle, path: Path) -> tuple[int, list[str]]:
         spicedb = inst.expand(expands)
     trellis = trellis_expansions(path, expands)
     problems = []
+    for e, want in zip(expands, spicedb):
+        entry = {"file": file_label(path), "resource": f"{e['resource']['type']}:{e['resource']['id']}",
+                 "permission": e["permission"]}
+        entry.update({"error": want["error"]["code"]} if "error" in want else {"tree": canonical(want["tree"])})
+        recorded.append(entry)
     for e, want, got in zip(expands, spicedb, trellis):
         label = f"{path.name}: {e['resource']['type']}:{e['resource']['id']}#{e['permission']}"
         if "error" in want or "error" in got:
@@ -123,17 +139,22 @@ def compare_file(o: oracle.Oracle, path: Path) -> tuple[int, list[str]]:
 
 
 def main() -> int:
-    files = [Path(a) for a in sys.argv[1:]]
+    args = sys.argv[1:]
+    record = "--record" in args
+    files = [Path(a) for a in args if a != "--record"]
     if not files:
         files = sorted((ROOT / "schema-examples").glob("*.yaml"))
         shared = ROOT / "../shared/conformance/spicedb-testconfigs"
         files += sorted(shared.glob("*.yaml"))
-    total, problems = 0, []
+    total, problems, recorded = 0, [], []
     with oracle.Oracle() as o:
         for path in files:
-            n, p = compare_file(o, path)
+            n, p = compare_file(o, path, recorded)
             total += n
             problems += p
+    if record:
+        with open(ROOT / "tests/expand/spicedb-trees.json", "w") as f:
+            f.write("[\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in recorded) + "\n]\n")
     for p in problems:
         print(p)
     print(f"{total} expansions, {len(problems)} differ")
