@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration};
+use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::schema;
@@ -46,6 +46,9 @@ struct ServeArgs {
     /// Address of the gRPC API (`:PORT` listens on every interface).
     #[arg(long, env = "TRELLIS_GRPC_ADDR", default_value = ":50051", value_parser = parse_addr)]
     grpc_addr: SocketAddr,
+    /// Address of the Prometheus `/metrics` endpoint; empty disables it.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR", default_value = ":9090")]
+    metrics_addr: String,
     /// Bearer token every call must present; repeat (or separate with
     /// commas) to accept several during rotation. Without it, no auth.
     #[arg(
@@ -109,6 +112,8 @@ impl ServeArgs {
         );
         Ok(Config {
             grpc_addr: self.grpc_addr,
+            metrics_addr: parse_optional_addr(&self.metrics_addr)
+                .map_err(|e| anyhow::anyhow!("--metrics-addr: {e}"))?,
             preshared_keys: self.grpc_preshared_key,
             datastore_engine: self.datastore_engine,
             revisions: RevisionConfig {

@@ -34,6 +34,11 @@ impl std::str::FromStr for DatastoreEngine {
 #[derive(Clone)]
 pub struct Config {
     pub grpc_addr: SocketAddr,
+    /// Where `GET /metrics` is served; `None` disables it. `trellis serve`
+    /// defaults to SpiceDB's `:9090`; the default `Config` leaves it off so
+    /// that a program (or test) starting several servers does not have
+    /// them fight over one port.
+    pub metrics_addr: Option<SocketAddr>,
     /// Accepted bearer tokens; empty means no authentication.
     pub preshared_keys: Vec<String>,
     pub datastore_engine: DatastoreEngine,
@@ -52,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            metrics_addr: None,
             preshared_keys: Vec::new(),
             datastore_engine: DatastoreEngine::Memory,
             revisions: RevisionConfig::default(),
@@ -67,6 +73,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("grpc_addr", &self.grpc_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field(
                 "preshared_keys",
                 &format_args!("[{} redacted]", self.preshared_keys.len()),
@@ -91,6 +98,15 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| format!("invalid address `{text}`: expected `host:port` or `:port`"))
+}
+
+/// Parses an optional address: empty disables the listener, anything else
+/// is read as `parse_addr` reads it.
+pub fn parse_optional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_addr(text).map(Some)
 }
 
 /// Parses a Go-style duration: `5s`, `1h30m`, `250ms`, `24h`, `0`.
@@ -155,6 +171,12 @@ mod tests {
             Ok(SocketAddr::from(([127, 0, 0, 1], 1)))
         );
         assert!(parse_addr("nonsense").is_err());
+        assert_eq!(parse_optional_addr(""), Ok(None));
+        assert_eq!(
+            parse_optional_addr(":9090"),
+            Ok(Some(SocketAddr::from(([0, 0, 0, 0], 9090))))
+        );
+        assert!(parse_optional_addr("nonsense").is_err());
         let config = Config {
             preshared_keys: vec!["hunter2".into()],
             ..Config::default()

@@ -1,7 +1,7 @@
 //! The composition root: builds the datastore, the dispatcher chain and the
 //! services, loads bootstrap files, and serves the public gRPC API (plus
-//! health and reflection) until shutdown. Nothing depends on this module
-//! but `main`.
+//! health and reflection, and Prometheus metrics on their own address)
+//! until shutdown. Nothing depends on this module but `main`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -83,6 +83,16 @@ pub async fn run<D: Datastore>(
 ) -> anyhow::Result<()> {
     let services = services(datastore, Limits::default());
     bootstrap(&services, &config).await?;
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr).await?;
+            // Before the first call, so none goes unrecorded.
+            crate::metrics::install();
+            tracing::info!(addr = %listener.local_addr()?, "serving Prometheus metrics on /metrics");
+            Some(AbortOnDrop(tokio::spawn(crate::metrics::serve(listener))))
+        }
+        None => None,
+    };
 
     let keys = PresharedKeys::new(&config.preshared_keys);
     let authenticate = move |request: tonic::Request<()>| match &keys {
@@ -132,6 +142,7 @@ pub async fn run<D: Datastore>(
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = config.shutdown_grace;
     let server = tonic::transport::Server::builder()
+        .layer(crate::api::metrics::GrpcMetricsLayer)
         .layer(crate::api::request_id::RequestIdLayer)
         .add_service(health)
         .add_service(reflection)
@@ -156,7 +167,18 @@ pub async fn run<D: Datastore>(
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace = ?grace, "in-flight calls did not finish within the grace period"),
     }
+    drop(metrics);
     Ok(())
+}
+
+/// Stops a spawned task (the metrics endpoint) when the server returns,
+/// whichever way it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -10,7 +10,7 @@ use crate::model::{Consistency, ObjectRef, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
 
 use super::lookup::validate_names;
-use super::{ServiceError, Services};
+use super::{ServiceError, Services, metrics};
 
 /// One permission question.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +53,7 @@ impl<D: Datastore> Services<D> {
             .snapshot_with_schema(revision, &params.resource.object_type)
             .await?;
         let (permissionship, dispatch_count) = self.check_at(&schema, revision, &params).await?;
+        metrics::record_dispatches("check", dispatch_count);
         Ok(CheckOutcome {
             revision,
             permissionship,
@@ -81,9 +82,15 @@ impl<D: Datastore> Services<D> {
             Err(e) => return Ok((revision, items.iter().map(|_| Err(e.clone())).collect())),
         };
         let mut results = Vec::with_capacity(items.len());
+        let mut dispatch_count = 0u32;
         for item in &items {
-            results.push(self.check_at(&schema, revision, item).await.map(|(p, _)| p));
+            let result = self.check_at(&schema, revision, item).await;
+            if let Ok((_, dispatches)) = &result {
+                dispatch_count = dispatch_count.saturating_add(*dispatches);
+            }
+            results.push(result.map(|(p, _)| p));
         }
+        metrics::record_dispatches("check_bulk", dispatch_count);
         Ok((revision, results))
     }
 
@@ -105,10 +112,9 @@ impl<D: Datastore> Services<D> {
         };
         let result = self.dispatcher.check(request).await.map_err(check_error)?;
         let membership = result.membership(&params.resource.object_id);
-        Ok((
-            permissionship(schema, membership, &params.context)?,
-            result.dispatch_count,
-        ))
+        let permissionship = permissionship(schema, membership, &params.context)?;
+        metrics::record_permissionship(&permissionship);
+        Ok((permissionship, result.dispatch_count))
     }
 }
 

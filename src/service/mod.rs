@@ -9,6 +9,7 @@ mod counters;
 pub mod cursor;
 pub mod error;
 mod lookup;
+pub mod metrics;
 mod reflection;
 mod relationships;
 mod schema;

@@ -44,7 +44,8 @@ key="${TRELLIS_KEY:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 endpoint="127.0.0.1:$port"
 log="${TRELLIS_LOG:-$work/server-$port.log}"  # per port: runs may overlap
 
-"$bin" serve --grpc-addr "$endpoint" --grpc-preshared-key "$key" >"$log" 2>&1 &
+# No metrics endpoint: runs may overlap, and :9090 would be shared.
+TRELLIS_METRICS_ADDR= "$bin" serve --grpc-addr "$endpoint" --grpc-preshared-key "$key" >"$log" 2>&1 &
 server_pid=$!
 
 stop_server() {

@@ -22,7 +22,8 @@ bin="${TRELLIS_BIN:-$root/target/debug/trellis}"
 port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 key="python-client-test-key"
 log="$(mktemp)"
-"$bin" serve --grpc-addr "127.0.0.1:$port" --grpc-preshared-key "$key" >"$log" 2>&1 &
+# No metrics endpoint: suites may run side by side, and :9090 is shared.
+TRELLIS_METRICS_ADDR= "$bin" serve --grpc-addr "127.0.0.1:$port" --grpc-preshared-key "$key" >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
+use crate::api::metrics::OpenWatchStream;
 use crate::api::proto::v1;
 use crate::api::proto::v1::watch_service_server::WatchService;
 use crate::api::{convert, validate, zedtoken};
@@ -50,7 +51,10 @@ impl<D: Datastore> WatchService for WatchApi<D> {
         let unique_id = self.services.datastore().unique_id().to_string();
         let params = watch_params(&req, &unique_id)?;
         let events = self.services.watch(params, self.settings).await?;
+        // Lives as long as the stream: the closure owns it.
+        let open = OpenWatchStream::open();
         let responses = events.map(move |event| {
+            let _ = &open;
             event
                 .map(|e| watch_response(e, &unique_id))
                 .map_err(Status::from)

@@ -1,0 +1,341 @@
+//! Prometheus metrics end to end: a real server with its metrics endpoint
+//! on a free port, a few API calls, then `GET /metrics` over plain TCP and
+//! the text format parsed. The recorder is process-wide, so every
+//! assertion compares counts before and after the calls it makes.
+
+#[path = "common/server.rs"]
+mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tonic::Code;
+
+use server::{TestServer, authed};
+use trellis::api::proto::v1;
+use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
+use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
+use trellis::api::proto::v1::watch_service_client::WatchServiceClient;
+use trellis::config::Config;
+use trellis::datastore::RevisionConfig;
+
+const SCHEMA: &str = "definition user {}
+
+definition document {
+    relation viewer: user
+    permission view = viewer
+}";
+
+/// A free loopback port: bound, read and released. The metrics server
+/// binds its address itself, so the test cannot hand it a listener.
+async fn free_addr() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    listener.local_addr().expect("bound address")
+}
+
+async fn start() -> (TestServer, SocketAddr) {
+    let metrics_addr = free_addr().await;
+    let config = Config {
+        metrics_addr: Some(metrics_addr),
+        ..Config::default()
+    };
+    let server = TestServer::start(config, RevisionConfig::default()).await;
+    (server, metrics_addr)
+}
+
+/// The status line and body of `GET path`, retrying while the endpoint is
+/// not listening yet.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("a response within 10s")
+    .expect("readable response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let status = head.lines().next().expect("status line").to_string();
+    (status, body.to_string())
+}
+
+/// One sample of the text format: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn parse(body: &str) -> Vec<Sample> {
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            let value = value.parse().expect("numeric value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').expect("label=value");
+                    (key.to_string(), value.trim_matches('"').to_string())
+                })
+                .collect();
+            Sample {
+                name: name.to_string(),
+                labels,
+                value,
+            }
+        })
+        .collect()
+}
+
+async fn scrape(addr: SocketAddr) -> Vec<Sample> {
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    parse(&body)
+}
+
+/// The value of the sample with this name and (at least) these labels; 0
+/// when absent.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map_or(0.0, |s| s.value)
+}
+
+fn handled(samples: &[Sample], method: &str, code: &str) -> f64 {
+    value(
+        samples,
+        "grpc_server_handled_total",
+        &[("grpc_method", method), ("grpc_code", code)],
+    )
+}
+
+fn obj(t: &str, id: &str) -> Option<v1::ObjectReference> {
+    Some(v1::ObjectReference {
+        object_type: t.into(),
+        object_id: id.into(),
+    })
+}
+
+fn full() -> Option<v1::Consistency> {
+    Some(v1::Consistency {
+        requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
+    })
+}
+
+async fn check(server: &TestServer, resource_type: &str) -> Result<i32, tonic::Status> {
+    PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: full(),
+            resource: obj(resource_type, "readme"),
+            permission: "view".into(),
+            subject: Some(v1::SubjectReference {
+                object: obj("user", "alice"),
+                optional_relation: String::new(),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .map(|r| r.into_inner().permissionship)
+}
+
+#[tokio::test]
+async fn grpc_calls_are_counted_by_method_and_code() {
+    let (server, metrics) = start().await;
+    let before = scrape(metrics).await;
+
+    SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
+            schema: SCHEMA.into(),
+        }))
+        .await
+        .expect("schema accepted");
+    for _ in 0..3 {
+        check(&server, "document").await.expect("check answered");
+    }
+    let unknown = check(&server, "nosuch")
+        .await
+        .expect_err("unknown definition");
+    assert_eq!(unknown.code(), Code::FailedPrecondition);
+    // A stream's status comes in its trailers, after the messages.
+    let mut read = PermissionsServiceClient::new(server.channel.clone())
+        .read_relationships(authed(v1::ReadRelationshipsRequest {
+            consistency: full(),
+            relationship_filter: Some(v1::RelationshipFilter {
+                resource_type: "document".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("read started")
+        .into_inner();
+    while read.message().await.expect("no error").is_some() {}
+
+    let after = scrape(metrics).await;
+    let moved =
+        |method: &str, code: &str| handled(&after, method, code) - handled(&before, method, code);
+    assert!(moved("CheckPermission", "OK") >= 3.0);
+    assert!(moved("WriteSchema", "OK") >= 1.0);
+    assert!(moved("CheckPermission", "FailedPrecondition") >= 1.0);
+    assert!(moved("ReadRelationships", "OK") >= 1.0);
+    assert!(
+        value(
+            &after,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_method", "ReadRelationships"),
+                ("grpc_type", "server_stream")
+            ],
+        ) >= 1.0
+    );
+
+    let ok_check = [
+        ("grpc_service", "authzed.api.v1.PermissionsService"),
+        ("grpc_method", "CheckPermission"),
+        ("grpc_type", "unary"),
+        ("grpc_code", "OK"),
+    ];
+    assert!(value(&after, "grpc_server_handled_total", &ok_check) >= 3.0);
+    let buckets: Vec<&Sample> = after
+        .iter()
+        .filter(|s| {
+            s.name == "grpc_server_handling_seconds_bucket"
+                && s.labels.get("grpc_method").map(String::as_str) == Some("CheckPermission")
+                && s.labels.get("grpc_code").map(String::as_str) == Some("OK")
+        })
+        .collect();
+    assert!(buckets.len() > 5, "histogram buckets: {buckets:?}");
+    let infinite = value(
+        &after,
+        "grpc_server_handling_seconds_bucket",
+        &[
+            ("grpc_method", "CheckPermission"),
+            ("grpc_code", "OK"),
+            ("le", "+Inf"),
+        ],
+    );
+    let count = value(
+        &after,
+        "grpc_server_handling_seconds_count",
+        &[("grpc_method", "CheckPermission"), ("grpc_code", "OK")],
+    );
+    assert!(
+        count >= 3.0 && infinite == count,
+        "+Inf {infinite}, count {count}"
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_calls_are_counted() {
+    let (server, metrics) = start().await;
+    let before = scrape(metrics).await;
+    let refused = SchemaServiceClient::new(server.channel.clone())
+        .read_schema(v1::ReadSchemaRequest {})
+        .await
+        .expect_err("no key");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let after = scrape(metrics).await;
+    assert!(
+        handled(&after, "ReadSchema", "Unauthenticated")
+            > handled(&before, "ReadSchema", "Unauthenticated")
+    );
+}
+
+#[tokio::test]
+async fn engine_metrics_follow_checks() {
+    let (server, metrics) = start().await;
+    SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
+            schema: SCHEMA.into(),
+        }))
+        .await
+        .expect("schema accepted");
+    let before = scrape(metrics).await;
+    let no = v1::check_permission_response::Permissionship::NoPermission as i32;
+    assert_eq!(check(&server, "document").await.expect("answered"), no);
+    let after = scrape(metrics).await;
+
+    let permissionship = |samples: &[Sample]| {
+        value(
+            samples,
+            "trellis_check_permissionship_total",
+            &[("permissionship", "no_permission")],
+        )
+    };
+    assert!(permissionship(&after) > permissionship(&before));
+    let dispatches = |samples: &[Sample]| {
+        value(
+            samples,
+            "trellis_check_dispatches_count",
+            &[("method", "check")],
+        )
+    };
+    assert!(dispatches(&after) > dispatches(&before),);
+    assert!(
+        after
+            .iter()
+            .any(|s| s.name == "trellis_check_dispatches_bucket"
+                && s.labels.get("le").map(String::as_str) == Some("250")),
+        "SpiceDB's dispatch buckets"
+    );
+}
+
+#[tokio::test]
+async fn open_watch_streams_are_a_gauge() {
+    let (server, metrics) = start().await;
+    let open = |samples: &[Sample]| value(samples, "trellis_watch_streams_open", &[]);
+    let stream = WatchServiceClient::new(server.channel.clone())
+        .watch(authed(v1::WatchRequest::default()))
+        .await
+        .expect("watch started")
+        .into_inner();
+    let during = scrape(metrics).await;
+    assert!(open(&during) >= 1.0, "{:?}", open(&during));
+    drop(stream);
+}
+
+#[tokio::test]
+async fn only_get_metrics_is_served_and_metrics_are_described() {
+    let (server, metrics) = start().await;
+    let _ = SchemaServiceClient::new(server.channel.clone())
+        .read_schema(authed(v1::ReadSchemaRequest {}))
+        .await;
+    let (status, _) = get(metrics, "/other").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, body) = get(metrics, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        body.contains("# TYPE grpc_server_handled_total counter"),
+        "{body}"
+    );
+    assert!(body.contains("# HELP grpc_server_handled_total "), "{body}");
+    assert!(
+        body.contains("# TYPE grpc_server_handling_seconds histogram"),
+        "{body}"
+    );
+}
