@@ -17,18 +17,17 @@
 //! cannot look fast. The runtime has two worker threads, shared by the
 //! client and the server.
 
-use std::sync::Arc;
+#[path = "../tests/common/server.rs"]
+mod server;
+
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput};
-use tonic::transport::Channel;
+use server::{TestServer as Server, authed};
 
 use trellis::api::proto::v1;
 use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
-use trellis::config::Config;
-use trellis::datastore::memory::MemoryDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::workload;
 
 const SCHEMA: &str = include_str!("../schema-examples/social-network.zed");
@@ -42,52 +41,17 @@ const IMPORT_BATCH: usize = 1_000;
 const FULL: &[(usize, &str)] = &[(100_000, "100k")];
 const SMOKE: &[(usize, &str)] = &[(2_000, "2k")];
 
-/// A server on a loopback port and a client channel to it; the server
-/// shuts down when this is dropped.
-struct Server {
-    channel: Channel,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
+/// A server on a loopback port (the integration tests' helper), with the
+/// social-network schema written.
 async fn start() -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("free port");
-    let addr = listener.local_addr().expect("bound address");
-    let datastore = Arc::new(MemoryDatastore::new(
-        RevisionConfig::default(),
-        Arc::new(SystemClock),
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(trellis::server::run(
-        datastore,
-        Config::default(),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let endpoint = format!("http://{addr}");
-    let channel = loop {
-        match Channel::from_shared(endpoint.clone())
-            .expect("valid uri")
-            .connect()
-            .await
-        {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
-    SchemaServiceClient::new(channel.clone())
-        .write_schema(v1::WriteSchemaRequest {
+    let server = Server::start_default().await;
+    SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
             schema: SCHEMA.into(),
-        })
+        }))
         .await
         .expect("write the social-network schema");
-    Server {
-        channel,
-        _stop: stop,
-    }
+    server
 }
 
 /// The network as import messages.
@@ -107,7 +71,7 @@ fn messages(n: usize) -> Vec<v1::ImportBulkRelationshipsRequest> {
 /// One import call; returns how many were loaded.
 async fn import(server: &Server, messages: Vec<v1::ImportBulkRelationshipsRequest>) -> u64 {
     PermissionsServiceClient::new(server.channel.clone())
-        .import_bulk_relationships(tokio_stream::iter(messages))
+        .import_bulk_relationships(authed(tokio_stream::iter(messages)))
         .await
         .expect("import succeeds")
         .into_inner()
@@ -117,14 +81,14 @@ async fn import(server: &Server, messages: Vec<v1::ImportBulkRelationshipsReques
 /// One export of everything; returns how many came back.
 async fn export(server: &Server) -> usize {
     let mut pages = PermissionsServiceClient::new(server.channel.clone())
-        .export_bulk_relationships(v1::ExportBulkRelationshipsRequest {
+        .export_bulk_relationships(authed(v1::ExportBulkRelationshipsRequest {
             consistency: Some(v1::Consistency {
                 requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
             }),
             optional_limit: 0,
             optional_cursor: None,
             optional_relationship_filter: None,
-        })
+        }))
         .await
         .expect("export starts")
         .into_inner();

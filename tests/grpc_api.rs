@@ -744,6 +744,58 @@ async fn lookups_and_expand_answer_over_grpc() {
         .expect_err("cursor of another request");
     assert_eq!(refused.code(), Code::FailedPrecondition);
 
+    // A malformed cursor, and one LookupSubjects issued, are refused.
+    let garbage = client
+        .lookup_resources(authed(lookup(1, Some(v1::Cursor { token: "zz".into() }))))
+        .await
+        .expect_err("malformed cursor");
+    assert_eq!(garbage.code(), Code::InvalidArgument);
+
+    // LookupSubjects pages concrete subjects by id (SpiceDB refuses a limit).
+    let subjects_of =
+        |limit: u32, cursor: Option<v1::Cursor>, wildcard_option: i32| v1::LookupSubjectsRequest {
+            consistency: full(),
+            resource: obj("document", "readme"),
+            permission: "view".into(),
+            subject_object_type: "user".into(),
+            optional_subject_relation: String::new(),
+            context: None,
+            optional_concrete_limit: limit,
+            optional_cursor: cursor,
+            wildcard_option,
+        };
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page: Vec<v1::LookupSubjectsResponse> = client
+            .lookup_subjects(authed(subjects_of(1, cursor.clone(), 0)))
+            .await
+            .expect("page of subjects")
+            .into_inner()
+            .map(|r| r.expect("subject"))
+            .collect()
+            .await;
+        let Some(last) = page.last() else { break };
+        cursor = last.after_result_cursor.clone();
+        pages.push(
+            page.iter()
+                .map(|r| {
+                    r.subject
+                        .as_ref()
+                        .expect("subject")
+                        .subject_object_id
+                        .clone()
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(pages, [vec!["alice"], vec!["bob"]]);
+    let foreign = client
+        .lookup_resources(authed(lookup(1, cursor)))
+        .await
+        .expect_err("a LookupSubjects cursor");
+    assert_eq!(foreign.code(), Code::FailedPrecondition);
+
     // The public document: everyone but the banned mallory.
     let subjects: Vec<v1::LookupSubjectsResponse> = client
         .lookup_subjects(authed(v1::LookupSubjectsRequest {
@@ -772,6 +824,18 @@ async fn lookups_and_expand_answer_over_grpc() {
         .map(|s| s.subject_object_id.as_str())
         .collect();
     assert_eq!(excluded, ["mallory"]);
+    let mut exclude_wildcards = subjects_of(0, None, 0);
+    exclude_wildcards.resource = obj("document", "public");
+    exclude_wildcards.wildcard_option =
+        v1::lookup_subjects_request::WildcardOption::ExcludeWildcards as i32;
+    let without: Vec<_> = client
+        .lookup_subjects(authed(exclude_wildcards))
+        .await
+        .expect("lookup subjects without wildcards")
+        .into_inner()
+        .collect()
+        .await;
+    assert!(without.is_empty(), "only the wildcard matched: {without:?}");
 
     // Expand: view = (viewer + edit) - banned, one level of data.
     let tree = client

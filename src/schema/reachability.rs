@@ -47,6 +47,9 @@ pub enum EntrypointKind {
 pub struct Reachability {
     subject_types: HashMap<RelationKey, SubjectTypeSet>,
     entrypoints: HashMap<RelationKey, Vec<Entrypoint>>,
+    /// The entrypoints reversed: per `type#relation`, the keys whose
+    /// subjects feed it directly (for `keys_reaching`, asked per lookup).
+    fed_by: HashMap<RelationKey, Vec<RelationKey>>,
 }
 
 impl Reachability {
@@ -69,22 +72,13 @@ impl Reachability {
     /// reach `type_name#relation` by following entrypoints, itself included:
     /// a reverse walk toward it need not leave this set.
     pub fn keys_reaching(&self, type_name: &str, relation: &str) -> HashSet<RelationKey> {
-        let mut feeding: HashMap<(&str, &str), Vec<&RelationKey>> = HashMap::new();
-        for (key, edges) in &self.entrypoints {
-            for edge in edges {
-                feeding
-                    .entry((edge.resource_type.as_str(), edge.resource_relation.as_str()))
-                    .or_default()
-                    .push(key);
-            }
-        }
         let target = (type_name.to_string(), relation.to_string());
         let mut reached = HashSet::from([target.clone()]);
         let mut pending = vec![target];
-        while let Some((t, r)) = pending.pop() {
-            for &key in feeding.get(&(t.as_str(), r.as_str())).into_iter().flatten() {
-                if reached.insert(key.clone()) {
-                    pending.push(key.clone());
+        while let Some(key) = pending.pop() {
+            for fed in self.fed_by.get(&key).into_iter().flatten() {
+                if reached.insert(fed.clone()) {
+                    pending.push(fed.clone());
                 }
             }
         }
@@ -106,6 +100,15 @@ impl Reachability {
         for edges in graph.entrypoints.values_mut() {
             edges.sort();
             edges.dedup();
+        }
+        for (key, edges) in &graph.entrypoints {
+            for edge in edges {
+                graph
+                    .fed_by
+                    .entry((edge.resource_type.clone(), edge.resource_relation.clone()))
+                    .or_default()
+                    .push(key.clone());
+            }
         }
         graph.subject_types = subject_type_fixpoint(schema);
         graph

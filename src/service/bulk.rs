@@ -22,7 +22,7 @@ use crate::schema::CompiledSchema;
 
 use super::cursor::{self, Purpose};
 use super::write_validation::validate_relationship;
-use super::{ServiceError, Services};
+use super::{FilteredPage, ServiceError, Services};
 
 /// How often a long import logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -157,14 +157,17 @@ impl<D: Datastore> Services<D> {
             _ => max,
         };
         let filter = params.filter.unwrap_or_default();
-        let fingerprint = cursor::filter_fingerprint(Purpose::ExportRelationships, &filter);
-        let resume = params
-            .cursor
-            .as_deref()
-            .map(|token| cursor::decode(token, &fingerprint))
-            .transpose()?;
-        let revision = self
-            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+        let FilteredPage {
+            fingerprint,
+            after,
+            revision,
+        } = self
+            .resume_filtered(
+                Purpose::ExportRelationships,
+                &filter,
+                params.cursor.as_deref(),
+                consistency,
+            )
             .await?;
         let reader = self.datastore.snapshot(revision);
         // As SpiceDB: only definitions of the schema are walked, and none
@@ -182,7 +185,6 @@ impl<D: Datastore> Services<D> {
         if let Some(only) = &filter.resource_type {
             types.retain(|t| t == only);
         }
-        let after = resume.map(|c| c.after);
         if let Some(after) = &after {
             // Definitions before the cursor's were exported in full.
             types.retain(|t| *t >= after.resource.object_type);

@@ -96,13 +96,8 @@ impl<D: Datastore> Services<D> {
             &params.subject.to_string(),
             &context_text,
         ]);
-        let resume = params
-            .cursor
-            .as_deref()
-            .map(|token| cursor::decode_position(token, &fingerprint))
-            .transpose()?;
-        let revision = self
-            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+        let (resume, revision) = self
+            .resume_position(params.cursor.as_deref(), &fingerprint, consistency)
             .await?;
         let skip: usize = match &resume {
             Some(c) => c.after.parse().map_err(|_| ServiceError::InvalidCursor {
@@ -211,13 +206,8 @@ impl<D: Datastore> Services<D> {
             &context_text,
             if params.include_wildcard { "*" } else { "" },
         ]);
-        let resume = params
-            .cursor
-            .as_deref()
-            .map(|token| cursor::decode_position(token, &fingerprint))
-            .transpose()?;
-        let revision = self
-            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+        let (resume, revision) = self
+            .resume_position(params.cursor.as_deref(), &fingerprint, consistency)
             .await?;
         let (reader, schema) = self
             .snapshot_with_schema(revision, &params.resource.object_type)
@@ -271,6 +261,25 @@ impl<D: Datastore> Services<D> {
         .await
         .map_err(check_error)?;
         Ok((revision, tree))
+    }
+}
+
+impl<D: Datastore> Services<D> {
+    /// Where a page of a lookup resumes (its position cursor, which must
+    /// belong to this request) and the revision it reads.
+    async fn resume_position(
+        &self,
+        token: Option<&str>,
+        fingerprint: &str,
+        consistency: Consistency,
+    ) -> Result<(Option<cursor::PositionCursor>, Revision), ServiceError> {
+        let resume = token
+            .map(|t| cursor::decode_position(t, fingerprint))
+            .transpose()?;
+        let revision = self
+            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+            .await?;
+        Ok((resume, revision))
     }
 }
 

@@ -13,6 +13,8 @@ pub mod metrics;
 mod reflection;
 mod relationships;
 mod schema;
+#[cfg(test)]
+mod test_support;
 pub mod validation_file;
 mod watch;
 mod write_validation;
@@ -68,6 +70,15 @@ impl Default for Limits {
             max_depth: DEFAULT_MAX_DEPTH,
         }
     }
+}
+
+/// Where one page of a filtered read starts.
+struct FilteredPage {
+    /// Binds the page's cursors to the request.
+    fingerprint: String,
+    /// Resume strictly after this key.
+    after: Option<crate::model::RelationshipKey>,
+    revision: Revision,
 }
 
 /// The use cases over one datastore and one dispatcher chain.
@@ -132,6 +143,28 @@ impl<D: Datastore> Services<D> {
             }
             None => self.revision_for(consistency).await,
         }
+    }
+
+    /// Where a page of a filtered read (ReadRelationships, export) resumes:
+    /// its cursor, which must belong to this RPC and filter, and the
+    /// revision the page reads at.
+    async fn resume_filtered(
+        &self,
+        purpose: cursor::Purpose,
+        filter: &crate::model::RelationshipFilter,
+        token: Option<&str>,
+        consistency: Consistency,
+    ) -> Result<FilteredPage, ServiceError> {
+        let fingerprint = cursor::filter_fingerprint(purpose, filter);
+        let resume = token.map(|t| cursor::decode(t, &fingerprint)).transpose()?;
+        let revision = self
+            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+            .await?;
+        Ok(FilteredPage {
+            fingerprint,
+            after: resume.map(|c| c.after),
+            revision,
+        })
     }
 
     /// A reader at `revision` and the schema in force there; a missing

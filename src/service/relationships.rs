@@ -15,7 +15,7 @@ use crate::schema::CompiledSchema;
 
 use super::cursor;
 use super::write_validation::{validate_filter, validate_relationship};
-use super::{ServiceError, Services};
+use super::{FilteredPage, ServiceError, Services};
 
 /// SpiceDB's hard limit on transaction metadata, as JSON.
 const MAX_METADATA_BYTES: usize = 65_000;
@@ -160,21 +160,23 @@ impl<D: Datastore> Services<D> {
                 max: self.limits.max_read_limit as u64,
             });
         }
-        let fingerprint =
-            cursor::filter_fingerprint(cursor::Purpose::ReadRelationships, &params.filter);
-        let resume = params
-            .cursor
-            .as_deref()
-            .map(|token| cursor::decode(token, &fingerprint))
-            .transpose()?;
-        let revision = self
-            .page_revision(resume.as_ref().map(|c| c.revision), consistency)
+        let FilteredPage {
+            fingerprint,
+            after,
+            revision,
+        } = self
+            .resume_filtered(
+                cursor::Purpose::ReadRelationships,
+                &params.filter,
+                params.cursor.as_deref(),
+                consistency,
+            )
             .await?;
         let type_name = params.filter.resource_type.clone().unwrap_or_default();
         let (reader, schema) = self.snapshot_with_schema(revision, &type_name).await?;
         validate_filter(&schema, &params.filter)?;
         let page = Page {
-            after: resume.map(|c| c.after),
+            after,
             limit: params.limit,
             ..Default::default()
         };

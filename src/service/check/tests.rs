@@ -9,8 +9,8 @@ use serde_json::json;
 use super::*;
 use crate::datastore::memory::MemoryDatastore;
 use crate::datastore::{ManualClock, RevisionConfig};
-use crate::model::{RelationshipUpdate, UpdateOperation, parse_relationship};
-use crate::service::{Limits, WriteParams};
+use crate::model::parse_relationship;
+use crate::service::Limits;
 
 const SCHEMA: &str = r#"
 use expiration
@@ -55,18 +55,7 @@ async fn services(clock: Arc<ManualClock>) -> Arc<Services<MemoryDatastore>> {
 }
 
 async fn write(services: &Services<MemoryDatastore>, rels: &[&str]) -> Result<(), ServiceError> {
-    let updates = rels
-        .iter()
-        .map(|r| RelationshipUpdate {
-            operation: UpdateOperation::Touch,
-            relationship: parse_relationship(r).expect("test relationship parses"),
-        })
-        .collect();
-    services
-        .write_relationships(WriteParams {
-            updates,
-            ..Default::default()
-        })
+    crate::service::test_support::touch_all(services, rels)
         .await
         .map(|_| ())
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::datastore::memory::MemoryDatastore;
-use crate::model::{RelationshipUpdate, SubjectFilter, UpdateOperation, parse_relationship};
-use crate::service::{Limits, WriteParams};
+use crate::model::SubjectFilter;
+use crate::service::Limits;
 
 const SCHEMA: &str = "definition user {}
 definition document {
@@ -23,18 +23,7 @@ async fn services() -> Arc<Services<MemoryDatastore>> {
 }
 
 async fn touch(services: &Services<MemoryDatastore>, rels: &[String]) {
-    let updates = rels
-        .iter()
-        .map(|r| RelationshipUpdate {
-            operation: UpdateOperation::Touch,
-            relationship: parse_relationship(r).expect("test relationship parses"),
-        })
-        .collect();
-    services
-        .write_relationships(WriteParams {
-            updates,
-            ..Default::default()
-        })
+    crate::service::test_support::touch_all(services, rels)
         .await
         .expect("write succeeds");
 }
