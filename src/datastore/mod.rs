@@ -17,9 +17,11 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod schema_cache;
 
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -325,6 +327,62 @@ impl Default for RevisionConfig {
             gc_window: Duration::from_secs(24 * 3600),
         }
     }
+}
+
+/// The start of the quantization window `now` (less a random staleness)
+/// falls in; `None` when quantization is off or time is before the epoch.
+pub(crate) fn window_start(now: SystemTime, config: &RevisionConfig) -> Option<SystemTime> {
+    let quantum = config.quantization.as_nanos();
+    if quantum == 0 {
+        return None;
+    }
+    // Staleness is a share of the window, and stays below the GC window so
+    // the result is always readable.
+    let max_stale = (quantum * u128::from(config.max_staleness_percent) / 100)
+        .min(config.gc_window.as_nanos() / 2);
+    let stale = if max_stale == 0 {
+        0
+    } else {
+        u128::from(random_u64()) % max_stale
+    };
+    let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_nanos();
+    let floored = since_epoch.saturating_sub(stale) / quantum * quantum;
+    let nanos = u64::try_from(floored).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
+/// A random number from std's per-process-seeded SipHash keys; quantization
+/// smearing needs no better randomness, and this needs no dependency.
+pub(crate) fn random_u64() -> u64 {
+    RandomState::new().hash_one(std::time::Instant::now())
+}
+
+/// The counters after `changes` apply in order to `registered`, sorted by
+/// name; the first change that cannot apply fails the write.
+pub(crate) fn apply_counter_changes(
+    registered: &[RelationshipCounter],
+    changes: Vec<CounterChange>,
+) -> DatastoreResult<Vec<RelationshipCounter>> {
+    let mut counters = registered.to_vec();
+    for change in changes {
+        match change {
+            CounterChange::Register(counter) => {
+                match counters.binary_search_by(|c| c.name.cmp(&counter.name)) {
+                    Ok(_) => return Err(DatastoreError::CounterAlreadyRegistered(counter.name)),
+                    Err(at) => counters.insert(at, counter),
+                }
+            }
+            CounterChange::Unregister(name) => {
+                match counters.binary_search_by(|c| c.name.cmp(&name)) {
+                    Ok(at) => {
+                        counters.remove(at);
+                    }
+                    Err(_) => return Err(DatastoreError::CounterNotRegistered(name)),
+                }
+            }
+        }
+    }
+    Ok(counters)
 }
 
 /// The datastore clock. Tests substitute a manual clock to step through GC

@@ -6,13 +6,12 @@
 //! port's types only.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::datastore::{
     DatastoreError, DatastoreResult, RelationshipCounter, RevisionConfig, StoredSchema,
-    TransactionMetadata,
+    TransactionMetadata, window_start,
 };
 
 /// A change-log entry's slot with this bit set is a delete, else a touch.
@@ -205,34 +204,6 @@ impl History {
         let in_force = self.counters.partition_point(|(r, _)| *r <= horizon);
         self.counters.drain(..in_force.saturating_sub(1));
     }
-}
-
-/// The start of the quantization window `now` (less a random staleness)
-/// falls in; `None` when quantization is off or time is before the epoch.
-fn window_start(now: SystemTime, config: &RevisionConfig) -> Option<SystemTime> {
-    let quantum = config.quantization.as_nanos();
-    if quantum == 0 {
-        return None;
-    }
-    // Staleness is a share of the window, and stays below the GC window so
-    // the result is always readable.
-    let max_stale = (quantum * u128::from(config.max_staleness_percent) / 100)
-        .min(config.gc_window.as_nanos() / 2);
-    let stale = if max_stale == 0 {
-        0
-    } else {
-        u128::from(random_u64()) % max_stale
-    };
-    let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_nanos();
-    let floored = since_epoch.saturating_sub(stale) / quantum * quantum;
-    let nanos = u64::try_from(floored).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
-}
-
-/// A random number from std's per-process-seeded SipHash keys; quantization
-/// smearing needs no better randomness, and this needs no dependency.
-fn random_u64() -> u64 {
-    RandomState::new().hash_one(std::time::Instant::now())
 }
 
 #[cfg(test)]

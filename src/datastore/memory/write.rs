@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use super::State;
 use super::store::{At, KeyRef, Store};
 use crate::datastore::{
-    CounterChange, DatastoreError, DatastoreResult, RelationshipCounter, StoredSchema,
-    TransactionMetadata, WriteBatch,
+    DatastoreError, DatastoreResult, RelationshipCounter, StoredSchema, TransactionMetadata,
+    WriteBatch, apply_counter_changes,
 };
 use crate::model::{
     Precondition, PreconditionKind, Relationship, RelationshipUpdate, UpdateOperation,
@@ -57,7 +57,7 @@ pub fn plan_write(state: &State, batch: WriteBatch, now: SystemTime) -> Datastor
         None
     } else {
         let registered = state.history.counters_at(at.revision);
-        Some(plan_counters(&registered, batch.counters)?)
+        Some(apply_counter_changes(&registered, batch.counters)?)
     };
     let mut plan = Plan {
         schema: batch.schema,
@@ -132,34 +132,6 @@ pub fn plan_bulk(
     plan.create = relationships;
     plan.changes = (0..plan.create.len()).map(Planned::Touch).collect();
     Ok(plan)
-}
-
-/// The counters after `changes` apply in order to `registered`, sorted by
-/// name; the first change that cannot apply fails the write.
-fn plan_counters(
-    registered: &[RelationshipCounter],
-    changes: Vec<CounterChange>,
-) -> DatastoreResult<Vec<RelationshipCounter>> {
-    let mut counters = registered.to_vec();
-    for change in changes {
-        match change {
-            CounterChange::Register(counter) => {
-                match counters.binary_search_by(|c| c.name.cmp(&counter.name)) {
-                    Ok(_) => return Err(DatastoreError::CounterAlreadyRegistered(counter.name)),
-                    Err(at) => counters.insert(at, counter),
-                }
-            }
-            CounterChange::Unregister(name) => {
-                match counters.binary_search_by(|c| c.name.cmp(&name)) {
-                    Ok(at) => {
-                        counters.remove(at);
-                    }
-                    Err(_) => return Err(DatastoreError::CounterNotRegistered(name)),
-                }
-            }
-        }
-    }
-    Ok(counters)
 }
 
 /// The first failing precondition (by position) fails the write.

@@ -1,0 +1,506 @@
+//! Owns `PostgresDatastore`: the port's datastore on PostgreSQL through
+//! tokio-postgres and deadpool-postgres (separate read and write pools),
+//! with relationships versioned by revision in SQL. Depends on the port
+//! (`datastore`) and `model` only.
+//!
+//! Revisions are a gap-free commit sequence kept in a one-row table whose
+//! row lock every write transaction takes first (ARCHITECTURE.md, "PostgreSQL
+//! revisions", has the argument). So: revision N+1 exists only after N has
+//! committed; a reader at R sees exactly the rows with
+//! `created_revision <= R < deleted_revision`, which no later commit can
+//! change; commit order is revision order, which is real-time order
+//! (new-enemy safety); and the change feed is a scan of consecutive
+//! revisions that cannot skip one committed out of order.
+//!
+//! Layout: `sql` (statements built from filters, row decoding), `reader`
+//! (`PostgresReader`), `write` (write transactions and COPY bulk loads),
+//! `feed` (the change feed), `gc` (garbage collection), `migrate`
+//! (embedded migrations), `error` (failures → `DatastoreError`).
+
+mod error;
+mod feed;
+mod gc;
+pub mod migrate;
+mod reader;
+mod sql;
+mod write;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+pub use reader::PostgresReader;
+
+use self::error::{from_pg, from_pool};
+use super::{
+    Clock, Datastore, DatastoreError, DatastoreResult, RevisionChanges, RevisionConfig,
+    TransactionMetadata, WriteBatch, WriteOutcome, window_start,
+};
+use crate::model::{Relationship, Revision};
+
+/// Limits of one connection pool (SpiceDB's `--datastore-conn-pool-*` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `…-max-open`: connections at most.
+    pub max_open: usize,
+    /// `…-max-lifetime`: a connection older than this is closed when idle.
+    pub max_lifetime: Duration,
+    /// `…-max-idletime`: a connection unused this long is closed.
+    pub max_idle: Duration,
+}
+
+impl PoolSettings {
+    fn spicedb_default(max_open: usize) -> Self {
+        Self {
+            max_open,
+            max_lifetime: Duration::from_secs(30 * 60),
+            max_idle: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// How to reach PostgreSQL and how patiently.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `--datastore-conn-uri`: a libpq URI or key=value string.
+    pub uri: String,
+    pub read_pool: PoolSettings,
+    pub write_pool: PoolSettings,
+    /// How long opening a connection or waiting for a pooled one may take
+    /// before the call fails with UNAVAILABLE (never an unbounded hang).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            uri: String::new(),
+            read_pool: PoolSettings::spicedb_default(20),
+            write_pool: PoolSettings::spicedb_default(10),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    /// The URI may hold a password: only its host part is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("uri", &redact_uri(&self.uri))
+            .field("read_pool", &self.read_pool)
+            .field("write_pool", &self.write_pool)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// A connection URI with its user information hidden.
+pub fn redact_uri(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[redacted]@{}", &uri[..scheme], &uri[at + 1..])
+        }
+        _ if uri.contains("password") => "[redacted]".to_string(),
+        _ => uri.to_string(),
+    }
+}
+
+/// The PostgreSQL datastore. Cloning shares the pools.
+#[derive(Clone)]
+pub struct PostgresDatastore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    read: Pool,
+    write: Pool,
+    config: RevisionConfig,
+    clock: Arc<dyn Clock>,
+    unique_id: String,
+    /// The newest revision this process has seen committed: a lower bound
+    /// of head, so a revision at or below it needs no round trip to be
+    /// known committed.
+    known_head: AtomicI64,
+    /// The oldest readable revision seen lately and its commit time: while
+    /// that time is inside the GC window, every revision from it on is
+    /// readable too (commit times never decrease with revisions).
+    oldest_readable: Mutex<Option<(i64, SystemTime)>>,
+    /// Quantized revisions by window start: the newest revision committed
+    /// by an instant in the past never changes, so each window costs one
+    /// query (two around a smeared hand-over).
+    optimized: Mutex<Vec<(SystemTime, i64)>>,
+    /// The newest schema seen and the revisions it is known to cover.
+    schema: reader::SchemaMemo,
+}
+
+impl std::fmt::Debug for PostgresDatastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDatastore")
+            .field("unique_id", &self.inner.unique_id)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresDatastore {
+    /// Connects the pools and checks that the database is migrated to this
+    /// binary's head (`NotMigrated` otherwise; run `migrate` first).
+    pub async fn connect(
+        config: &PostgresConfig,
+        revisions: RevisionConfig,
+        clock: Arc<dyn Clock>,
+    ) -> DatastoreResult<Self> {
+        let datastore = Self::open(config, revisions, clock)?;
+        let client = datastore.inner.write_client().await?;
+        migrate::ensure_at_head(&client).await?;
+        let unique_id: String = client
+            .query_one("SELECT unique_id FROM metadata", &[])
+            .await
+            .map_err(|e| from_pg("reading the datastore id", e))?
+            .get(0);
+        stamp_genesis(&client, datastore.inner.clock.now()).await?;
+        drop(client);
+        let inner = Arc::into_inner(datastore.inner).ok_or_else(|| {
+            DatastoreError::Internal("the datastore was shared while opening".into())
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                unique_id: format!("postgres-{unique_id}"),
+                ..inner
+            }),
+        })
+    }
+
+    /// The pools, without touching the database yet (so a server can start,
+    /// report NOT_SERVING and wait for the database or its migration).
+    pub fn open(
+        config: &PostgresConfig,
+        revisions: RevisionConfig,
+        clock: Arc<dyn Clock>,
+    ) -> DatastoreResult<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                read: pool(config, &config.read_pool)?,
+                write: pool(config, &config.write_pool)?,
+                config: revisions,
+                clock,
+                unique_id: "postgres".to_string(),
+                known_head: AtomicI64::new(0),
+                oldest_readable: Mutex::new(None),
+                optimized: Mutex::new(Vec::new()),
+                schema: reader::SchemaMemo::default(),
+            }),
+        })
+    }
+
+    /// Applies the embedded migrations this database lacks.
+    pub async fn migrate(config: &PostgresConfig) -> DatastoreResult<migrate::MigrationReport> {
+        let pool = pool(config, &PoolSettings::spicedb_default(1))?;
+        let mut client = pool.get().await.map_err(from_pool)?;
+        migrate::migrate(&mut client).await
+    }
+
+    /// Ok when the database answers and is migrated to head (readiness).
+    pub async fn ready(&self) -> DatastoreResult<()> {
+        let client = self.inner.read_client().await?;
+        migrate::ensure_at_head(&client).await
+    }
+
+    /// Runs `collect_garbage` every `period` until the datastore is dropped.
+    /// Every node may run one: an advisory lock lets one at a time work.
+    pub fn spawn_garbage_collector(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                ticks.tick().await;
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                let datastore = PostgresDatastore { inner };
+                match datastore.collect_garbage().await {
+                    Ok(0) => {}
+                    Ok(reclaimed) => tracing::info!(reclaimed, "garbage collected"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                }
+            }
+        })
+    }
+
+    /// Closes connections past their lifetime or idle time, every minute.
+    pub fn spawn_pool_reaper(&self, config: &PostgresConfig) -> tokio::task::JoinHandle<()> {
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (read, write) = (config.read_pool, config.write_pool);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                for (pool, limits) in [(&inner.read, read), (&inner.write, write)] {
+                    pool.retain(|_, m| {
+                        m.age() < limits.max_lifetime && m.last_used() < limits.max_idle
+                    });
+                }
+            }
+        })
+    }
+}
+
+/// Gives the empty datastore's revision 0 the opening time, as a fresh
+/// memory datastore has, so it is readable for a GC window from then.
+async fn stamp_genesis(client: &Object, now: SystemTime) -> DatastoreResult<()> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| from_pg("stamping revision 0", e))?;
+    let result = async {
+        client
+            .execute(
+                "UPDATE revision_counter SET committed_at = $1 WHERE revision = 0",
+                &[&now],
+            )
+            .await?;
+        client
+            .execute(
+                "UPDATE transactions SET committed_at = $1 WHERE revision = 0 \
+                 AND (SELECT revision FROM revision_counter) = 0",
+                &[&now],
+            )
+            .await?;
+        client.batch_execute("COMMIT").await
+    }
+    .await;
+    if result.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result.map_err(|e| from_pg("stamping revision 0", e))
+}
+
+fn pool(config: &PostgresConfig, limits: &PoolSettings) -> DatastoreResult<Pool> {
+    let mut pg: tokio_postgres::Config = config.uri.parse().map_err(|e| {
+        DatastoreError::Unavailable(format!(
+            "invalid --datastore-conn-uri `{}`: {e}",
+            redact_uri(&config.uri)
+        ))
+    })?;
+    pg.connect_timeout(config.connect_timeout);
+    pg.keepalives(true);
+    pg.keepalives_idle(Duration::from_secs(30));
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            // A connection whose server went away reports closed and is
+            // dropped on recycle; no test query per checkout.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(limits.max_open.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.connect_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
+        .build()
+        .map_err(|e| DatastoreError::Internal(format!("building the connection pool: {e}")))
+}
+
+impl Inner {
+    async fn read_client(&self) -> DatastoreResult<Object> {
+        self.read.get().await.map_err(from_pool)
+    }
+
+    async fn write_client(&self) -> DatastoreResult<Object> {
+        self.write.get().await.map_err(from_pool)
+    }
+
+    fn saw_head(&self, head: i64) {
+        self.known_head.fetch_max(head, Ordering::Relaxed);
+    }
+
+    /// Head and the oldest revision committed inside the GC window at `now`
+    /// (head when none is), in one round trip.
+    async fn revision_range(&self, now: SystemTime) -> DatastoreResult<(i64, i64)> {
+        let cutoff = now.checked_sub(self.config.gc_window);
+        let row = reader::read_retrying(self, "reading the revision range", |client| async move {
+            let statement = client
+                .prepare_cached(
+                    "SELECT c.revision, c.committed_at, \
+                            (SELECT t.revision FROM transactions t \
+                             WHERE $1::timestamptz IS NULL OR t.committed_at >= $1 \
+                             ORDER BY t.revision LIMIT 1), \
+                            (SELECT t.committed_at FROM transactions t \
+                             WHERE $1::timestamptz IS NULL OR t.committed_at >= $1 \
+                             ORDER BY t.revision LIMIT 1) \
+                     FROM revision_counter c",
+                )
+                .await?;
+            client.query_one(&statement, &[&cutoff]).await
+        })
+        .await?;
+        let head: i64 = row.get(0);
+        let head_at: SystemTime = row.get(1);
+        let oldest: Option<i64> = row.get(2);
+        let oldest_at: Option<SystemTime> = row.get(3);
+        self.saw_head(head);
+        let (oldest, oldest_at) = match (oldest, oldest_at) {
+            (Some(r), Some(at)) => (r, at),
+            _ => (head, head_at),
+        };
+        *lock(&self.oldest_readable) = Some((oldest, oldest_at));
+        Ok((head, oldest))
+    }
+
+    /// Whether the memo alone proves `revision` readable at `now`.
+    fn known_readable(&self, revision: i64, now: SystemTime) -> bool {
+        if revision > self.known_head.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some((oldest, at)) = *lock(&self.oldest_readable) else {
+            return false;
+        };
+        let inside = now
+            .checked_sub(self.config.gc_window)
+            .is_none_or(|cutoff| at >= cutoff);
+        inside && revision >= oldest
+    }
+
+    async fn optimized_revision(&self) -> DatastoreResult<i64> {
+        let now = self.clock.now();
+        let Some(instant) = window_start(now, &self.config) else {
+            return self.head().await;
+        };
+        let memo = lock(&self.optimized)
+            .iter()
+            .find(|(at, _)| *at == instant)
+            .map(|(_, r)| *r);
+        if let Some(revision) = memo
+            && self.known_readable(revision, now)
+        {
+            return Ok(revision);
+        }
+        let row = reader::read_retrying(
+            self,
+            "reading the optimized revision",
+            |client| async move {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT max(revision) FROM transactions WHERE committed_at <= $1",
+                    )
+                    .await?;
+                client.query_one(&statement, &[&instant]).await
+            },
+        )
+        .await?;
+        let quantized: Option<i64> = row.get(0);
+        let (_, oldest) = self.revision_range(now).await?;
+        let revision = quantized.unwrap_or(oldest).max(oldest);
+        let mut memo = lock(&self.optimized);
+        memo.retain(|(at, _)| *at >= instant.checked_sub(self.config.quantization).unwrap_or(*at));
+        memo.push((instant, revision));
+        Ok(revision)
+    }
+
+    async fn head(&self) -> DatastoreResult<i64> {
+        let row = reader::read_retrying(self, "reading the head revision", |client| async move {
+            let statement = client
+                .prepare_cached("SELECT revision FROM revision_counter")
+                .await?;
+            client.query_one(&statement, &[]).await
+        })
+        .await?;
+        let head: i64 = row.get(0);
+        self.saw_head(head);
+        Ok(head)
+    }
+}
+
+/// Locks a memo; a panic while holding one cannot leave it inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A revision as the database stores it; one past `i64::MAX` does not exist.
+fn to_db(revision: Revision) -> Option<i64> {
+    i64::try_from(revision.0).ok()
+}
+
+fn from_db(revision: i64) -> Revision {
+    Revision(u128::try_from(revision).unwrap_or(0))
+}
+
+impl Datastore for PostgresDatastore {
+    type Reader = PostgresReader;
+
+    fn unique_id(&self) -> &str {
+        &self.inner.unique_id
+    }
+
+    async fn head_revision(&self) -> DatastoreResult<Revision> {
+        self.inner.head().await.map(from_db)
+    }
+
+    async fn optimized_revision(&self) -> DatastoreResult<Revision> {
+        self.inner.optimized_revision().await.map(from_db)
+    }
+
+    async fn check_revision(&self, revision: Revision) -> DatastoreResult<()> {
+        let now = self.inner.clock.now();
+        let Some(wanted) = to_db(revision) else {
+            return Err(DatastoreError::RevisionOutOfRange(format!(
+                "revision {revision} is newer than the head revision"
+            )));
+        };
+        if self.inner.known_readable(wanted, now) {
+            return Ok(());
+        }
+        let (head, oldest) = self.inner.revision_range(now).await?;
+        if wanted > head {
+            return Err(DatastoreError::RevisionOutOfRange(format!(
+                "revision {revision} is newer than the head revision {head}"
+            )));
+        }
+        if wanted < oldest {
+            return Err(DatastoreError::RevisionOutOfRange(format!(
+                "revision {revision} is older than the garbage collection window"
+            )));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, revision: Revision) -> PostgresReader {
+        PostgresReader::new(self.inner.clone(), revision)
+    }
+
+    async fn write(&self, batch: WriteBatch) -> DatastoreResult<WriteOutcome> {
+        let outcome = write::write(&self.inner, batch).await?;
+        Ok(outcome)
+    }
+
+    async fn bulk_load(
+        &self,
+        relationships: Vec<Relationship>,
+        metadata: TransactionMetadata,
+    ) -> DatastoreResult<WriteOutcome> {
+        write::bulk_load(&self.inner, relationships, metadata).await
+    }
+
+    async fn changes_since(
+        &self,
+        after: Revision,
+        limit: usize,
+    ) -> DatastoreResult<Vec<RevisionChanges>> {
+        feed::changes_since(&self.inner, after, limit).await
+    }
+
+    async fn collect_garbage(&self) -> DatastoreResult<usize> {
+        gc::collect_garbage(&self.inner).await
+    }
+}
