@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
+use trellis::datastore::postgres::{PoolSettings, PostgresConfig, PostgresDatastore, redact_uri};
 use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::schema;
 use trellis::service::WatchSettings;
@@ -38,6 +39,94 @@ enum Command {
     /// Work with schema files.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Manage the datastore (`trellis datastore migrate head`).
+    #[command(subcommand)]
+    Datastore(DatastoreCommand),
+    /// Short for `trellis datastore migrate`.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum DatastoreCommand {
+    /// Apply the datastore's migrations up to `head` (idempotent; safe to
+    /// run from several pods at once).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The migration to reach; only `head` (every migration this binary
+    /// knows) is supported.
+    #[arg(default_value = "head")]
+    target: String,
+    /// Datastore engine.
+    #[arg(long, env = "TRELLIS_DATASTORE_ENGINE", default_value = "postgres")]
+    datastore_engine: DatastoreEngine,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+}
+
+/// How to reach a SQL datastore (SpiceDB's flag names).
+#[derive(Debug, Args)]
+struct ConnectionArgs {
+    /// Connection URI of the SQL datastore, e.g.
+    /// `postgres://user:password@host:5432/trellis`.
+    #[arg(
+        long,
+        env = "TRELLIS_DATASTORE_CONN_URI",
+        default_value = "",
+        hide_env_values = true
+    )]
+    datastore_conn_uri: String,
+    /// Most connections the read pool opens.
+    #[arg(
+        long,
+        env = "TRELLIS_DATASTORE_CONN_POOL_READ_MAX_OPEN",
+        default_value_t = 20
+    )]
+    datastore_conn_pool_read_max_open: usize,
+    /// A read connection older than this is closed when idle.
+    #[arg(long, env = "TRELLIS_DATASTORE_CONN_POOL_READ_MAX_LIFETIME", default_value = "30m", value_parser = parse_duration)]
+    datastore_conn_pool_read_max_lifetime: Duration,
+    /// A read connection idle this long is closed.
+    #[arg(long, env = "TRELLIS_DATASTORE_CONN_POOL_READ_MAX_IDLETIME", default_value = "30m", value_parser = parse_duration)]
+    datastore_conn_pool_read_max_idletime: Duration,
+    /// Most connections the write pool opens.
+    #[arg(
+        long,
+        env = "TRELLIS_DATASTORE_CONN_POOL_WRITE_MAX_OPEN",
+        default_value_t = 10
+    )]
+    datastore_conn_pool_write_max_open: usize,
+    /// A write connection older than this is closed when idle.
+    #[arg(long, env = "TRELLIS_DATASTORE_CONN_POOL_WRITE_MAX_LIFETIME", default_value = "30m", value_parser = parse_duration)]
+    datastore_conn_pool_write_max_lifetime: Duration,
+    /// A write connection idle this long is closed.
+    #[arg(long, env = "TRELLIS_DATASTORE_CONN_POOL_WRITE_MAX_IDLETIME", default_value = "30m", value_parser = parse_duration)]
+    datastore_conn_pool_write_max_idletime: Duration,
+    /// How long connecting, or waiting for a pooled connection, may take
+    /// before a call fails with UNAVAILABLE.
+    #[arg(long, env = "TRELLIS_DATASTORE_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    datastore_connect_timeout: Duration,
+}
+
+impl ConnectionArgs {
+    fn postgres(&self) -> PostgresConfig {
+        PostgresConfig {
+            uri: self.datastore_conn_uri.clone(),
+            read_pool: PoolSettings {
+                max_open: self.datastore_conn_pool_read_max_open,
+                max_lifetime: self.datastore_conn_pool_read_max_lifetime,
+                max_idle: self.datastore_conn_pool_read_max_idletime,
+            },
+            write_pool: PoolSettings {
+                max_open: self.datastore_conn_pool_write_max_open,
+                max_lifetime: self.datastore_conn_pool_write_max_lifetime,
+                max_idle: self.datastore_conn_pool_write_max_idletime,
+            },
+            connect_timeout: self.datastore_connect_timeout,
+        }
+    }
 }
 
 /// `trellis serve` flags, named as SpiceDB names them.
@@ -58,9 +147,12 @@ struct ServeArgs {
         hide_env_values = true
     )]
     grpc_preshared_key: Vec<String>,
-    /// Datastore engine.
+    /// Datastore engine: `memory` (in this process; lost on exit) or
+    /// `postgres` (needs `--datastore-conn-uri` and a migrated database).
     #[arg(long, env = "TRELLIS_DATASTORE_ENGINE", default_value = "memory")]
     datastore_engine: DatastoreEngine,
+    #[command(flatten)]
+    connection: ConnectionArgs,
     /// Width of the revision quantization window used by minimize_latency.
     #[arg(long, env = "TRELLIS_DATASTORE_REVISION_QUANTIZATION_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     datastore_revision_quantization_interval: Duration,
@@ -71,8 +163,9 @@ struct ServeArgs {
         default_value_t = 0.1
     )]
     datastore_revision_quantization_max_staleness_percent: f64,
-    /// How long old revisions stay readable (older: OUT_OF_RANGE).
-    #[arg(long, env = "TRELLIS_DATASTORE_GC_WINDOW", default_value = "24h", value_parser = parse_duration)]
+    /// How long old revisions stay readable (older: OUT_OF_RANGE);
+    /// `forever` keeps every revision.
+    #[arg(long, env = "TRELLIS_DATASTORE_GC_WINDOW", default_value = "24h", value_parser = parse_retention)]
     datastore_gc_window: Duration,
     /// How often dead versions and expired relationships are reclaimed.
     #[arg(long, env = "TRELLIS_DATASTORE_GC_INTERVAL", default_value = "3m", value_parser = parse_duration)]
@@ -116,6 +209,7 @@ impl ServeArgs {
                 .map_err(|e| anyhow::anyhow!("--metrics-addr: {e}"))?,
             preshared_keys: self.grpc_preshared_key,
             datastore_engine: self.datastore_engine,
+            postgres: self.connection.postgres(),
             revisions: RevisionConfig {
                 quantization: self.datastore_revision_quantization_interval,
                 max_staleness_percent: (staleness * 100.0).round() as u32,
@@ -151,7 +245,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { files } => validate(&files).await,
         Command::Schema(SchemaCommand::Check { files }) => check(&files),
         Command::Schema(SchemaCommand::Fmt { file }) => fmt(&file),
+        Command::Datastore(DatastoreCommand::Migrate(args)) | Command::Migrate(args) => {
+            migrate(args).await
+        }
     }
+}
+
+/// A GC window: a duration, or `forever`.
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    if text == "forever" {
+        return Ok(Duration::MAX);
+    }
+    parse_duration(text)
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.target == "head",
+        "unknown migration target `{}`: only `head` is supported",
+        args.target
+    );
+    anyhow::ensure!(
+        args.datastore_engine == DatastoreEngine::Postgres,
+        "the {:?} datastore has no migrations",
+        args.datastore_engine
+    );
+    let config = args.connection.postgres();
+    anyhow::ensure!(
+        !config.uri.is_empty(),
+        "--datastore-conn-uri is required to migrate"
+    );
+    let report = PostgresDatastore::migrate(&config)
+        .await
+        .with_context(|| format!("migrating {}", redact_uri(&config.uri)))?;
+    if report.applied.is_empty() {
+        println!("already at head (migration {})", report.version);
+    } else {
+        for name in &report.applied {
+            println!("applied {name}");
+        }
+        println!("now at head (migration {})", report.version);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
@@ -173,6 +308,33 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             )
             .await;
             collector.abort();
+            result?;
+        }
+        DatastoreEngine::Postgres => {
+            anyhow::ensure!(
+                !config.postgres.uri.is_empty(),
+                "--datastore-conn-uri is required with --datastore-engine postgres"
+            );
+            // Opened without touching the database: until it is reachable
+            // and migrated, health reports NOT_SERVING and calls fail with
+            // UNAVAILABLE or FAILED_PRECONDITION, and service starts by
+            // itself once it is.
+            let datastore = Arc::new(PostgresDatastore::open(
+                &config.postgres,
+                config.revisions,
+                Arc::new(SystemClock),
+            )?);
+            let collector = datastore.spawn_garbage_collector(config.gc_interval);
+            let reaper = datastore.spawn_pool_reaper(&config.postgres);
+            let result = trellis::server::run(
+                datastore,
+                config,
+                listener,
+                trellis::server::shutdown_signal(),
+            )
+            .await;
+            collector.abort();
+            reaper.abort();
             result?;
         }
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::datastore::RevisionConfig;
+use crate::datastore::postgres::PostgresConfig;
 use crate::service::WatchSettings;
 
 /// Which datastore engine to run.
@@ -15,6 +16,7 @@ use crate::service::WatchSettings;
 pub enum DatastoreEngine {
     #[default]
     Memory,
+    Postgres,
 }
 
 impl std::str::FromStr for DatastoreEngine {
@@ -23,8 +25,13 @@ impl std::str::FromStr for DatastoreEngine {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "memory" => Ok(DatastoreEngine::Memory),
+            "postgres" => Ok(DatastoreEngine::Postgres),
+            "cockroachdb" => Err(
+                "datastore engine `cockroachdb` is not available yet; available: memory, postgres"
+                    .to_string(),
+            ),
             other => Err(format!(
-                "unknown datastore engine `{other}`; available: memory (postgres and cockroachdb are planned)"
+                "unknown datastore engine `{other}`; available: memory, postgres"
             )),
         }
     }
@@ -42,6 +49,8 @@ pub struct Config {
     /// Accepted bearer tokens; empty means no authentication.
     pub preshared_keys: Vec<String>,
     pub datastore_engine: DatastoreEngine,
+    /// Connection and pools of the PostgreSQL engine.
+    pub postgres: PostgresConfig,
     pub revisions: RevisionConfig,
     /// Validation YAML or schema files loaded at start.
     pub bootstrap_files: Vec<PathBuf>,
@@ -60,6 +69,7 @@ impl Default for Config {
             metrics_addr: None,
             preshared_keys: Vec::new(),
             datastore_engine: DatastoreEngine::Memory,
+            postgres: PostgresConfig::default(),
             revisions: RevisionConfig::default(),
             bootstrap_files: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
@@ -79,6 +89,7 @@ impl fmt::Debug for Config {
                 &format_args!("[{} redacted]", self.preshared_keys.len()),
             )
             .field("datastore_engine", &self.datastore_engine)
+            .field("postgres", &self.postgres)
             .field("revisions", &self.revisions)
             .field("bootstrap_files", &self.bootstrap_files)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -179,8 +190,15 @@ mod tests {
         assert!(parse_optional_addr("nonsense").is_err());
         let config = Config {
             preshared_keys: vec!["hunter2".into()],
+            postgres: PostgresConfig {
+                uri: "postgres://trellis:s3cret@db:5432/trellis".into(),
+                ..PostgresConfig::default()
+            },
             ..Config::default()
         };
-        assert!(!format!("{config:?}").contains("hunter2"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("db:5432"), "{printed}");
     }
 }

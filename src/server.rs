@@ -81,7 +81,7 @@ pub async fn run<D: Datastore>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let services = services(datastore, Limits::default());
+    let services = services(datastore.clone(), Limits::default());
     bootstrap(&services, &config).await?;
     let metrics = match config.metrics_addr {
         Some(addr) => {
@@ -120,18 +120,11 @@ pub async fn run<D: Datastore>(
     );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<v1::permissions_service_server::PermissionsServiceServer<Api<D>>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::schema_service_server::SchemaServiceServer<Api<D>>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::watch_service_server::WatchServiceServer<WatchApi<D>>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::experimental_service_server::ExperimentalServiceServer<Api<D>>>()
-        .await;
+    let readiness = Readiness {
+        reporter: health_reporter,
+    };
+    let ready = readiness.report(datastore.ready().await).await;
+    let _readiness = AbortOnDrop(tokio::spawn(readiness.track(datastore, ready)));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -170,6 +163,63 @@ pub async fn run<D: Datastore>(
     drop(metrics);
     Ok(())
 }
+
+/// Health as the datastore's readiness: every service SERVING while the
+/// datastore is reachable and migrated, NOT_SERVING otherwise (so a
+/// Kubernetes readiness probe takes the pod out of rotation until then).
+struct Readiness {
+    reporter: tonic_health::server::HealthReporter,
+}
+
+/// How often readiness is re-checked: quickly while not ready, so service
+/// resumes soon after the database returns.
+const READY_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+const NOT_READY_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Readiness {
+    async fn report(&self, ready: crate::datastore::DatastoreResult<()>) -> bool {
+        let status = match &ready {
+            Ok(()) => tonic_health::ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "datastore not ready: health reports NOT_SERVING");
+                tonic_health::ServingStatus::NotServing
+            }
+        };
+        for service in HEALTH_SERVICES {
+            self.reporter.set_service_status(service, status).await;
+        }
+        ready.is_ok()
+    }
+
+    async fn track<D: Datastore>(self, datastore: Arc<D>, mut was_ready: bool) {
+        loop {
+            let ready = datastore.ready().await;
+            let now_ready = ready.is_ok();
+            if now_ready != was_ready {
+                self.report(ready).await;
+                if now_ready {
+                    tracing::info!("datastore ready: health reports SERVING");
+                }
+            }
+            was_ready = now_ready;
+            tokio::time::sleep(if now_ready {
+                READY_RECHECK
+            } else {
+                NOT_READY_RECHECK
+            })
+            .await;
+        }
+    }
+}
+
+/// The names health answers for: the server as a whole and each service.
+const HEALTH_SERVICES: [&str; 5] = [
+    "",
+    "authzed.api.v1.PermissionsService",
+    "authzed.api.v1.SchemaService",
+    "authzed.api.v1.WatchService",
+    "authzed.api.v1.ExperimentalService",
+];
 
 /// Stops a spawned task (the metrics endpoint) when the server returns,
 /// whichever way it returns.

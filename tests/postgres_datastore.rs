@@ -3,8 +3,9 @@
 //! when the server is not installed), plus what only PostgreSQL promises:
 //! migrations that are idempotent and refuse an unmigrated database.
 
-#[path = "common/postgres.rs"]
-mod postgres;
+mod common;
+
+use common::postgres;
 
 use std::sync::Arc;
 

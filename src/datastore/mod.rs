@@ -299,6 +299,13 @@ pub trait Datastore: Send + Sync + 'static {
         }
     }
 
+    /// Ok when the datastore can serve: reachable and migrated. Health
+    /// checks report NOT_SERVING while this fails. The default (a datastore
+    /// in this process) is always ready.
+    fn ready(&self) -> impl Future<Output = DatastoreResult<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Removes versions no reader inside the GC window can see; returns how
     /// many relationship versions were reclaimed.
     fn collect_garbage(&self) -> impl Future<Output = DatastoreResult<usize>> + Send;

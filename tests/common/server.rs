@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::memory::MemoryDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::datastore::{Datastore, RevisionConfig, SystemClock};
 
 /// The preshared key every test server requires.
 pub const KEY: &str = "integration-test-key";
@@ -30,6 +30,13 @@ impl TestServer {
     /// Starts a server with `config` (its key replaced by `KEY`) over a
     /// memory datastore with `revisions`.
     pub async fn start(config: Config, revisions: RevisionConfig) -> Self {
+        let datastore = Arc::new(MemoryDatastore::new(revisions, Arc::new(SystemClock)));
+        Self::start_with(datastore, config).await
+    }
+
+    /// Starts a server with `config` (its key replaced by `KEY`) over
+    /// `datastore`.
+    pub async fn start_with<D: Datastore>(datastore: Arc<D>, config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("free port");
@@ -38,7 +45,6 @@ impl TestServer {
             preshared_keys: vec![KEY.to_string()],
             ..config
         };
-        let datastore = Arc::new(MemoryDatastore::new(revisions, Arc::new(SystemClock)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(trellis::server::run(datastore, config, listener, async {
             let _ = stopped.await;

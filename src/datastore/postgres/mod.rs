@@ -26,7 +26,7 @@ mod sql;
 mod write;
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -119,7 +119,8 @@ struct Inner {
     write: Pool,
     config: RevisionConfig,
     clock: Arc<dyn Clock>,
-    unique_id: String,
+    /// The database's id (`metadata.unique_id`), read once it is migrated.
+    unique_id: OnceLock<String>,
     /// The newest revision this process has seen committed: a lower bound
     /// of head, so a revision at or below it needs no round trip to be
     /// known committed.
@@ -139,7 +140,7 @@ struct Inner {
 impl std::fmt::Debug for PostgresDatastore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresDatastore")
-            .field("unique_id", &self.inner.unique_id)
+            .field("unique_id", &self.unique_id())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -154,28 +155,13 @@ impl PostgresDatastore {
         clock: Arc<dyn Clock>,
     ) -> DatastoreResult<Self> {
         let datastore = Self::open(config, revisions, clock)?;
-        let client = datastore.inner.write_client().await?;
-        migrate::ensure_at_head(&client).await?;
-        let unique_id: String = client
-            .query_one("SELECT unique_id FROM metadata", &[])
-            .await
-            .map_err(|e| from_pg("reading the datastore id", e))?
-            .get(0);
-        stamp_genesis(&client, datastore.inner.clock.now()).await?;
-        drop(client);
-        let inner = Arc::into_inner(datastore.inner).ok_or_else(|| {
-            DatastoreError::Internal("the datastore was shared while opening".into())
-        })?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                unique_id: format!("postgres-{unique_id}"),
-                ..inner
-            }),
-        })
+        datastore.inner.initialize().await?;
+        Ok(datastore)
     }
 
-    /// The pools, without touching the database yet (so a server can start,
-    /// report NOT_SERVING and wait for the database or its migration).
+    /// The pools, without touching the database yet, so a server can start,
+    /// report NOT_SERVING and wait for the database or its migration
+    /// (`ready` initializes once they are there).
     pub fn open(
         config: &PostgresConfig,
         revisions: RevisionConfig,
@@ -187,7 +173,7 @@ impl PostgresDatastore {
                 write: pool(config, &config.write_pool)?,
                 config: revisions,
                 clock,
-                unique_id: "postgres".to_string(),
+                unique_id: OnceLock::new(),
                 known_head: AtomicI64::new(0),
                 oldest_readable: Mutex::new(None),
                 optimized: Mutex::new(Vec::new()),
@@ -201,12 +187,6 @@ impl PostgresDatastore {
         let pool = pool(config, &PoolSettings::spicedb_default(1))?;
         let mut client = pool.get().await.map_err(from_pool)?;
         migrate::migrate(&mut client).await
-    }
-
-    /// Ok when the database answers and is migrated to head (readiness).
-    pub async fn ready(&self) -> DatastoreResult<()> {
-        let client = self.inner.read_client().await?;
-        migrate::ensure_at_head(&client).await
     }
 
     /// Runs `collect_garbage` every `period` until the datastore is dropped.
@@ -311,6 +291,22 @@ fn pool(config: &PostgresConfig, limits: &PoolSettings) -> DatastoreResult<Pool>
 }
 
 impl Inner {
+    /// Checks the migration, reads the datastore's id and stamps revision 0.
+    async fn initialize(&self) -> DatastoreResult<()> {
+        let client = self.write_client().await?;
+        migrate::ensure_at_head(&client).await?;
+        if self.unique_id.get().is_none() {
+            let id: String = client
+                .query_one("SELECT unique_id FROM metadata", &[])
+                .await
+                .map_err(|e| from_pg("reading the datastore id", e))?
+                .get(0);
+            stamp_genesis(&client, self.clock.now()).await?;
+            let _ = self.unique_id.set(format!("postgres-{id}"));
+        }
+        Ok(())
+    }
+
     async fn read_client(&self) -> DatastoreResult<Object> {
         self.read.get().await.map_err(from_pool)
     }
@@ -439,8 +435,17 @@ fn from_db(revision: i64) -> Revision {
 impl Datastore for PostgresDatastore {
     type Reader = PostgresReader;
 
+    /// Until the database has been reached and found migrated, a
+    /// placeholder; nothing is served then, so no token carries it.
     fn unique_id(&self) -> &str {
-        &self.inner.unique_id
+        self.inner
+            .unique_id
+            .get()
+            .map_or("postgres-uninitialized", String::as_str)
+    }
+
+    async fn ready(&self) -> DatastoreResult<()> {
+        self.inner.initialize().await
     }
 
     async fn head_revision(&self) -> DatastoreResult<Revision> {
