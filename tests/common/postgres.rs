@@ -129,7 +129,7 @@ impl Cluster {
     /// Starts the server (again) and waits until it accepts connections.
     pub fn resume(&self) -> Result<(), String> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off -c max_connections=400",
             self.port,
             self.root.display()
