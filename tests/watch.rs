@@ -5,10 +5,13 @@
 //! expiry (not reported), the error cases, a slow consumer disconnected
 //! with RESOURCE_EXHAUSTED, and shutdown ending open streams.
 
+#[path = "common/postgres.rs"]
+mod postgres;
 #[path = "common/server.rs"]
 mod server;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tonic::{Code, Status, Streaming};
@@ -20,7 +23,8 @@ use trellis::api::proto::v1::relationship_update::Operation;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
 use trellis::api::proto::v1::watch_service_client::WatchServiceClient;
 use trellis::config::Config;
-use trellis::datastore::RevisionConfig;
+use trellis::datastore::postgres::PostgresDatastore;
+use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::service::WatchSettings;
 
 const SCHEMA: &str = "definition user {}
@@ -202,9 +206,28 @@ fn expected(update: &v1::RelationshipUpdate) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_are_reported_once_and_every_token_resumes_exactly() {
+    concurrent_writes_scenario(TestServer::start_default().await).await;
+}
+
+/// The same on PostgreSQL, where writers really run in parallel sessions
+/// (skipped with a message when PostgreSQL is not installed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_postgres_are_reported_once_and_every_token_resumes_exactly() {
+    let Some(cluster) = postgres::shared() else {
+        return;
+    };
+    let pg = cluster.fresh_database().await;
+    PostgresDatastore::migrate(&pg).await.expect("migrate");
+    let datastore = PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
+        .await
+        .expect("connect");
+    concurrent_writes_scenario(TestServer::start_with(Arc::new(datastore), Config::default()).await)
+        .await;
+}
+
+async fn concurrent_writes_scenario(server: TestServer) {
     const WRITERS: usize = 4;
     const WRITES: usize = 25;
-    let server = TestServer::start_default().await;
     let start = write_schema(&server, SCHEMA).await;
     let kinds = [v1::WatchKind::IncludeCheckpoints];
     let mut stream = watch(&server, from(&start, &kinds))
