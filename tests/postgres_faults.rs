@@ -97,18 +97,23 @@ async fn worker(
         let mut seen = observed.lock().await;
         for (i, result) in results.into_iter().enumerate() {
             match result {
-                Err(_) => seen.unexpected.push(format!("a call hung past {CALL_BOUND:?}")),
+                Err(_) => seen
+                    .unexpected
+                    .push(format!("a call hung past {CALL_BOUND:?}")),
                 Ok(Ok(())) if i == 0 => {
                     seen.acknowledged.insert(text.clone());
                 }
                 Ok(Ok(())) => {}
                 Ok(Err(status)) if outage.load(Ordering::Relaxed) => {
-                    seen.codes_during_outage.insert(format!("{:?}", status.code()));
+                    seen.codes_during_outage
+                        .insert(format!("{:?}", status.code()));
                     if status.code() != Code::Unavailable {
                         seen.unexpected.push(format!("{status:?}"));
                     }
                 }
-                Ok(Err(status)) => seen.unexpected.push(format!("outside the outage: {status:?}")),
+                Ok(Err(status)) => seen
+                    .unexpected
+                    .push(format!("outside the outage: {status:?}")),
             }
         }
         drop(seen);
@@ -148,9 +153,10 @@ async fn survives_a_hard_database_stop_under_load() {
     };
     let pg = cluster.config("postgres");
     PostgresDatastore::migrate(&pg).await.expect("migrate");
-    let datastore = PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
-        .await
-        .expect("connect");
+    let datastore =
+        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
+            .await
+            .expect("connect");
     let server = TestServer::start_with(Arc::new(datastore), Config::default()).await;
     let mut schemas = v1::schema_service_client::SchemaServiceClient::new(server.channel.clone());
     schemas
@@ -187,7 +193,10 @@ async fn survives_a_hard_database_stop_under_load() {
             observed.lock().await.acknowledged.insert(probe);
             break back.elapsed();
         }
-        assert!(back.elapsed() < Duration::from_secs(30), "no recovery in 30 s");
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "no recovery in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Anything failing from here on is outside the outage.
@@ -210,7 +219,10 @@ async fn survives_a_hard_database_stop_under_load() {
         observed.codes_during_outage.contains("Unavailable"),
         "the outage was not noticed"
     );
-    assert!(recovered < Duration::from_secs(5), "recovered after {recovered:?}");
+    assert!(
+        recovered < Duration::from_secs(5),
+        "recovered after {recovered:?}"
+    );
     let stored = read_all(server.channel.clone()).await;
     let lost: Vec<&String> = observed.acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");

@@ -218,11 +218,14 @@ async fn concurrent_writes_on_postgres_are_reported_once_and_every_token_resumes
     };
     let pg = cluster.fresh_database().await;
     PostgresDatastore::migrate(&pg).await.expect("migrate");
-    let datastore = PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
-        .await
-        .expect("connect");
-    concurrent_writes_scenario(TestServer::start_with(Arc::new(datastore), Config::default()).await)
-        .await;
+    let datastore =
+        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
+            .await
+            .expect("connect");
+    concurrent_writes_scenario(
+        TestServer::start_with(Arc::new(datastore), Config::default()).await,
+    )
+    .await;
 }
 
 async fn concurrent_writes_scenario(server: TestServer) {
