@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use deadpool_postgres::Transaction;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Error as PgError, Row};
 
 use super::error::{MAX_ATTEMPTS, backoff, from_pg, is_retryable};
 use super::sql::{self, ALIVE, KEY_COLUMNS, Statement};
@@ -24,6 +25,73 @@ use crate::model::{
     Precondition, PreconditionKind, Relationship, RelationshipKey, RelationshipUpdate,
     UpdateOperation,
 };
+
+/// The transaction's statements, each prepared once per connection
+/// (deadpool keeps the cache), so a write costs one round trip per
+/// statement rather than two.
+trait CachedStatements {
+    async fn cached_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgError>;
+
+    async fn cached_query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PgError>;
+
+    async fn cached_query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PgError>;
+
+    async fn cached_execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PgError>;
+}
+
+impl CachedStatements for Transaction<'_> {
+    async fn cached_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgError> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query(&statement, params).await
+    }
+
+    async fn cached_query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PgError> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_one(&statement, params).await
+    }
+
+    async fn cached_query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PgError> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_opt(&statement, params).await
+    }
+
+    async fn cached_execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PgError> {
+        let statement = self.prepare_cached(sql).await?;
+        self.execute(&statement, params).await
+    }
+}
 
 /// Runs `attempt` until it succeeds, fails for good, or loses
 /// `MAX_ATTEMPTS` serialization races.
@@ -73,7 +141,7 @@ struct Stamp {
 /// decrease, whatever the writers' clocks say.
 async fn next_revision(tx: &Transaction<'_>, now: SystemTime) -> DatastoreResult<Stamp> {
     let row = tx
-        .query_one(
+        .cached_query_one(
             "UPDATE revision_counter SET revision = revision + 1, \
              committed_at = greatest(committed_at, $1) RETURNING revision, committed_at",
             &[&now],
@@ -94,7 +162,7 @@ async fn finish(
     schema_changed: bool,
 ) -> DatastoreResult<()> {
     let metadata = serde_json::Value::Object(metadata.clone());
-    tx.execute(
+    tx.cached_execute(
         "INSERT INTO transactions (revision, committed_at, metadata, schema_changed) \
          VALUES ($1, $2, $3, $4)",
         &[
@@ -133,7 +201,7 @@ async fn write_once(inner: &Inner, batch: &WriteBatch) -> DatastoreResult<WriteO
     };
     apply_updates(&tx, &batch.updates, &stamp, now, &mut seq).await?;
     if let Some(counters) = &counters {
-        tx.execute(
+        tx.cached_execute(
             "INSERT INTO counter_history (revision, counters) VALUES ($1, $2)",
             &[&stamp.revision, &sql::encode_counters(counters)],
         )
@@ -156,7 +224,7 @@ async fn write_schema(
     stamp: &Stamp,
     schema: &StoredSchema,
 ) -> DatastoreResult<()> {
-    tx.execute(
+    tx.cached_execute(
         "INSERT INTO schema_history (revision, text, hash) VALUES ($1, $2, $3)",
         &[&stamp.revision, &schema.text, &schema.hash.as_slice()],
     )
@@ -168,7 +236,7 @@ async fn write_schema(
 /// The counters registered at head.
 async fn registered_counters(tx: &Transaction<'_>) -> DatastoreResult<Vec<RelationshipCounter>> {
     let row = tx
-        .query_opt(
+        .cached_query_opt(
             "SELECT counters FROM counter_history ORDER BY revision DESC LIMIT 1",
             &[],
         )
@@ -192,7 +260,7 @@ async fn check_preconditions(
         statement.filter(&precondition.filter);
         statement.push(" LIMIT 1");
         let found = !tx
-            .query(&statement.sql, &statement.params())
+            .cached_query(&statement.sql, &statement.params())
             .await
             .map_err(|e| from_pg("checking a precondition", e))?
             .is_empty();
@@ -241,7 +309,7 @@ async fn delete_by_filter(
         prefixed("v", KEY_COLUMNS),
     ));
     let row = tx
-        .query_one(&statement.sql, &statement.params())
+        .cached_query_one(&statement.sql, &statement.params())
         .await
         .map_err(|e| from_pg("deleting by filter", e))?;
     let (matched, deleted): (i64, i64) = (row.get(0), row.get(1));
@@ -415,7 +483,7 @@ async fn living_versions(
         keys_join(),
     ));
     let rows = tx
-        .query(&statement.sql, &statement.params())
+        .cached_query(&statement.sql, &statement.params())
         .await
         .map_err(|e| from_pg("reading the relationships a write changes", e))?;
     Ok(rows
@@ -470,7 +538,7 @@ async fn retire(
          WHERE {} AND t.deleted_revision = {ALIVE}",
         keys_join()
     ));
-    tx.execute(&statement.sql, &statement.params())
+    tx.cached_execute(&statement.sql, &statement.params())
         .await
         .map_err(|e| from_pg("retiring relationships", e))?;
     Ok(())
@@ -519,7 +587,7 @@ async fn insert(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    tx.execute(&statement.sql, &statement.params())
+    tx.cached_execute(&statement.sql, &statement.params())
         .await
         .map_err(|e| from_pg("inserting relationships", e))?;
     Ok(())
@@ -628,6 +696,8 @@ async fn copy_into_staging(
 
 /// `AlreadyExists` for the first relationship loaded twice, or already
 /// living (and not expired) in the table.
+// The staging table is new in every bulk load, so its statements are not
+// kept prepared.
 async fn reject_existing(tx: &Transaction<'_>, now: SystemTime) -> DatastoreResult<()> {
     let twice = format!(
         "SELECT {KEY_COLUMNS} FROM bulk_staging GROUP BY {KEY_COLUMNS} \
