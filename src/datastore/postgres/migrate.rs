@@ -5,7 +5,7 @@
 //! applied under it, and applies each migration in its own transaction with
 //! its version row.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::error::from_pg;
 use crate::datastore::{DatastoreError, DatastoreResult};
@@ -58,9 +58,12 @@ pub async fn migrate(client: &mut Client) -> DatastoreResult<MigrationReport> {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(|e| from_pg("taking the migration lock", e))?;
-        tx.batch_execute(CREATE_VERSION_TABLE)
-            .await
-            .map_err(|e| from_pg("creating the migration table", e))?;
+        // Checked first so that a database already set up logs no notice.
+        if current_version(&tx).await? == 0 {
+            tx.batch_execute(CREATE_VERSION_TABLE)
+                .await
+                .map_err(|e| from_pg("creating the migration table", e))?;
+        }
         let done = tx
             .query_opt(
                 "SELECT 1 FROM trellis_migrations WHERE version = $1",
@@ -99,7 +102,7 @@ pub async fn migrate(client: &mut Client) -> DatastoreResult<MigrationReport> {
 }
 
 /// The newest migration applied (0 for a fresh database).
-pub async fn current_version(client: &Client) -> DatastoreResult<i32> {
+pub async fn current_version(client: &impl GenericClient) -> DatastoreResult<i32> {
     let exists: bool = client
         .query_one("SELECT to_regclass('trellis_migrations') IS NOT NULL", &[])
         .await
