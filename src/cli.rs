@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::postgres::{PoolSettings, PostgresConfig, PostgresDatastore, redact_uri};
-use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::datastore::proxy::Metered;
+use trellis::datastore::{RevisionConfig, SystemClock, spawn_garbage_collector};
 use trellis::schema;
 use trellis::service::WatchSettings;
 use trellis::validationfile;
@@ -299,7 +300,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 config.revisions,
                 Arc::new(SystemClock),
             ));
-            let collector = datastore.spawn_garbage_collector(config.gc_interval);
+            let collector = spawn_garbage_collector(Arc::downgrade(&datastore), config.gc_interval);
             let result = trellis::server::run(
                 datastore,
                 config,
@@ -319,13 +320,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             // and migrated, health reports NOT_SERVING and calls fail with
             // UNAVAILABLE or FAILED_PRECONDITION, and service starts by
             // itself once it is.
-            let datastore = Arc::new(PostgresDatastore::open(
+            let datastore = Arc::new(Metered::new(PostgresDatastore::open(
                 &config.postgres,
                 config.revisions,
                 Arc::new(SystemClock),
-            )?);
-            let collector = datastore.spawn_garbage_collector(config.gc_interval);
-            let reaper = datastore.spawn_pool_reaper(&config.postgres);
+            )?));
+            let collector = spawn_garbage_collector(Arc::downgrade(&datastore), config.gc_interval);
+            let reaper = datastore.inner().spawn_pool_maintenance(&config.postgres);
             let result = trellis::server::run(
                 datastore,
                 config,

@@ -1,7 +1,8 @@
 //! Prometheus metrics: installs the process-wide `metrics` recorder (once,
 //! whatever the number of servers a process starts) and serves its text
 //! rendering on `GET /metrics`. The metrics themselves are declared next to
-//! the code they measure (`api::metrics`, `service::metrics`); this module
+//! the code they measure (`api::metrics`, `service::metrics`,
+//! `datastore::metrics`); this module
 //! only asks each of them to describe itself at install time.
 
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ pub fn install() -> &'static PrometheusHandle {
         }
         crate::api::metrics::describe();
         crate::service::metrics::describe();
+        crate::datastore::metrics::describe();
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new()
             .name("metrics-upkeep".into())
@@ -67,10 +69,15 @@ fn builder() -> PrometheusBuilder {
         crate::api::metrics::HANDLING_SECONDS,
         crate::api::metrics::HANDLING_SECONDS_BUCKETS,
     );
-    with_buckets(
+    let builder = with_buckets(
         builder,
         crate::service::metrics::CHECK_DISPATCHES,
         crate::service::metrics::CHECK_DISPATCHES_BUCKETS,
+    );
+    with_buckets(
+        builder,
+        crate::datastore::metrics::QUERY_SECONDS,
+        crate::datastore::metrics::QUERY_SECONDS_BUCKETS,
     )
 }
 

@@ -8,12 +8,10 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;
 
-use server::{TestServer, authed};
+use server::{TestServer, authed, free_addr, get};
 use trellis::api::proto::v1;
 use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
@@ -28,15 +26,6 @@ definition document {
     permission view = viewer
 }";
 
-/// A free loopback port: bound, read and released. The metrics server
-/// binds its address itself, so the test cannot hand it a listener.
-async fn free_addr() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("free port");
-    listener.local_addr().expect("bound address")
-}
-
 async fn start() -> (TestServer, SocketAddr) {
     let metrics_addr = free_addr().await;
     let config = Config {
@@ -45,30 +34,6 @@ async fn start() -> (TestServer, SocketAddr) {
     };
     let server = TestServer::start(config, RevisionConfig::default()).await;
     (server, metrics_addr)
-}
-
-/// The status line and body of `GET path`, retrying while the endpoint is
-/// not listening yet.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(stream) => break stream,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("sent");
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    .expect("a response within 10s")
-    .expect("readable response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head.lines().next().expect("status line").to_string();
-    (status, body.to_string())
 }
 
 /// One sample of the text format: name, labels, value.

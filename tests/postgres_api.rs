@@ -13,11 +13,12 @@ use futures::StreamExt;
 use tonic::Code;
 
 use common::postgres;
-use common::server::{TestServer, authed, relationship, update};
+use common::server::{TestServer, authed, free_addr, get, relationship, update};
 use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::postgres::PostgresDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::datastore::proxy::Metered;
+use trellis::datastore::{RevisionConfig, SystemClock, spawn_garbage_collector};
 use trellis::model::{
     Consistency, ObjectRef, RelationshipUpdate, SubjectRef, UpdateOperation, parse_relationship,
 };
@@ -279,4 +280,66 @@ async fn a_check_at_least_as_fresh_as_a_write_sees_it() {
         .concat()
         .await;
     assert!(failures.is_empty(), "stale reads: {failures:?}");
+}
+
+/// The metered PostgreSQL datastore, as `serve` runs it, shows up on
+/// `/metrics`: latency per operation, garbage collection, pool usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datastore_metrics_are_scraped() {
+    let Some(cluster) = postgres::shared() else {
+        return;
+    };
+    let pg = cluster.fresh_database().await;
+    PostgresDatastore::migrate(&pg).await.expect("migrate");
+    let datastore = Arc::new(Metered::new(
+        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
+            .await
+            .expect("connect"),
+    ));
+    let collector = spawn_garbage_collector(Arc::downgrade(&datastore), Duration::from_millis(50));
+    let maintenance = datastore.inner().spawn_pool_maintenance(&pg);
+    let metrics_addr = free_addr().await;
+    let config = Config {
+        metrics_addr: Some(metrics_addr),
+        ..Config::default()
+    };
+    let server = TestServer::start_with(datastore, config).await;
+    v1::schema_service_client::SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
+            schema: SCHEMA.into(),
+        }))
+        .await
+        .expect("schema");
+    let mut permissions =
+        v1::permissions_service_client::PermissionsServiceClient::new(server.channel.clone());
+    let written = permissions
+        .write_relationships(authed(v1::WriteRelationshipsRequest {
+            updates: vec![update(
+                v1::relationship_update::Operation::Touch,
+                "doc:readme#viewer@user:ann",
+            )],
+            ..Default::default()
+        }))
+        .await
+        .expect("written")
+        .into_inner();
+    permissions
+        .check_permission(authed(check_request("readme", "ann", written.written_at)))
+        .await
+        .expect("checked");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = get(metrics_addr, "/metrics").await;
+    collector.abort();
+    maintenance.abort();
+    assert!(status.contains("200"), "{status}");
+    for expected in [
+        "trellis_datastore_query_seconds_bucket{operation=\"query\"",
+        "trellis_datastore_query_seconds_count{operation=\"write\"}",
+        "trellis_datastore_query_seconds_count{operation=\"collect_garbage\"}",
+        "trellis_datastore_gc_seconds_count",
+        "trellis_datastore_pool_connections{pool=\"read\",state=\"max\"} 4",
+        "trellis_datastore_pool_connections{pool=\"write\",state=\"in_use\"}",
+    ] {
+        assert!(body.contains(expected), "no {expected} in:\n{body}");
+    }
 }

@@ -17,7 +17,9 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod memory;
+pub mod metrics;
 pub mod postgres;
+pub mod proxy;
 pub mod schema_cache;
 
 use std::future::Future;
@@ -309,6 +311,41 @@ pub trait Datastore: Send + Sync + 'static {
     /// Removes versions no reader inside the GC window can see; returns how
     /// many relationship versions were reclaimed.
     fn collect_garbage(&self) -> impl Future<Output = DatastoreResult<usize>> + Send;
+}
+
+/// Runs `collect_garbage` every `period` on the current tokio runtime until
+/// the datastore is dropped (the task holds only a weak reference between
+/// runs) or the task is aborted, recording each run's duration, what it
+/// reclaimed and its failures (`metrics`).
+pub fn spawn_garbage_collector<D: Datastore>(
+    datastore: std::sync::Weak<D>,
+    period: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(datastore) = datastore.upgrade() else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            let outcome = datastore.collect_garbage().await;
+            ::metrics::histogram!(metrics::GC_SECONDS).record(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(0) => {}
+                Ok(reclaimed) => {
+                    ::metrics::counter!(metrics::GC_RELATIONSHIPS_TOTAL)
+                        .increment(reclaimed as u64);
+                    tracing::info!(reclaimed, "garbage collected");
+                }
+                Err(e) => {
+                    ::metrics::counter!(metrics::GC_FAILURES_TOTAL).increment(1);
+                    tracing::warn!(error = %e, "garbage collection failed");
+                }
+            }
+        }
+    })
 }
 
 /// How often the default `Datastore::wait_for_commit` looks at head:

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -131,4 +132,37 @@ pub fn revision(token: &v1::ZedToken) -> u128 {
         .expect("a token this server issued")
         .revision
         .0
+}
+
+/// A free loopback port: bound, read and released. The metrics server
+/// binds its address itself, so the test cannot hand it a listener.
+pub async fn free_addr() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    listener.local_addr().expect("bound address")
+}
+
+/// The status line and body of `GET path`, retrying while the endpoint is
+/// not listening yet.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("a response within 10s")
+    .expect("readable response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let status = head.lines().next().expect("status line").to_string();
+    (status, body.to_string())
 }

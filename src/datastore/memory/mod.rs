@@ -28,8 +28,8 @@ mod tests;
 mod write;
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
 
 use history::{DELETE_BIT, Entry, History};
 use store::{LIVE, Store};
@@ -110,27 +110,6 @@ impl MemoryDatastore {
                 head: tokio::sync::watch::Sender::new(0),
             }),
         }
-    }
-
-    /// Runs `collect_garbage` every `period` on the current tokio runtime
-    /// until the datastore is dropped (the task holds only a weak
-    /// reference) or the task is aborted.
-    pub fn spawn_garbage_collector(&self, period: Duration) -> tokio::task::JoinHandle<()> {
-        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = inner.upgrade() else {
-                    return;
-                };
-                // The only error is a poisoned lock; then every later call
-                // fails too, so stop rather than spin.
-                if (MemoryDatastore { inner }).collect_garbage().await.is_err() {
-                    return;
-                }
-            }
-        })
     }
 }
 

@@ -175,8 +175,9 @@ async fn readers_see_whole_writes_while_writers_run() {
 
 #[tokio::test]
 async fn background_gc_stops_with_the_datastore() {
-    let ds = MemoryDatastore::new(config(), clock());
-    let task = ds.spawn_garbage_collector(Duration::from_millis(1));
+    let ds = Arc::new(MemoryDatastore::new(config(), clock()));
+    let task =
+        crate::datastore::spawn_garbage_collector(Arc::downgrade(&ds), Duration::from_millis(1));
     tokio::time::sleep(Duration::from_millis(5)).await;
     drop(ds);
     tokio::time::timeout(Duration::from_secs(5), task)

@@ -189,45 +189,47 @@ impl PostgresDatastore {
         migrate::migrate(&mut client).await
     }
 
-    /// Runs `collect_garbage` every `period` until the datastore is dropped.
-    /// Every node may run one: an advisory lock lets one at a time work.
-    pub fn spawn_garbage_collector(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+    /// Every few seconds records the pools' usage (`datastore::metrics`),
+    /// and every minute closes connections past their lifetime or idle
+    /// time; ends when the datastore is dropped.
+    pub fn spawn_pool_maintenance(&self, config: &PostgresConfig) -> tokio::task::JoinHandle<()> {
+        const SAMPLE: Duration = Duration::from_secs(5);
+        const REAP_EVERY: u32 = 12;
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (read, write) = (config.read_pool, config.write_pool);
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            loop {
+            let mut ticks = tokio::time::interval(SAMPLE);
+            for tick in 0u32.. {
                 ticks.tick().await;
                 let Some(inner) = inner.upgrade() else {
                     return;
                 };
-                let datastore = PostgresDatastore { inner };
-                match datastore.collect_garbage().await {
-                    Ok(0) => {}
-                    Ok(reclaimed) => tracing::info!(reclaimed, "garbage collected"),
-                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                for (name, pool, limits) in
+                    [("read", &inner.read, read), ("write", &inner.write, write)]
+                {
+                    record_pool_usage(name, pool);
+                    if tick % REAP_EVERY == REAP_EVERY - 1 {
+                        pool.retain(|_, m| {
+                            m.age() < limits.max_lifetime && m.last_used() < limits.max_idle
+                        });
+                    }
                 }
             }
         })
     }
+}
 
-    /// Closes connections past their lifetime or idle time, every minute.
-    pub fn spawn_pool_reaper(&self, config: &PostgresConfig) -> tokio::task::JoinHandle<()> {
-        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
-        let (read, write) = (config.read_pool, config.write_pool);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                ticks.tick().await;
-                let Some(inner) = inner.upgrade() else {
-                    return;
-                };
-                for (pool, limits) in [(&inner.read, read), (&inner.write, write)] {
-                    pool.retain(|_, m| {
-                        m.age() < limits.max_lifetime && m.last_used() < limits.max_idle
-                    });
-                }
-            }
-        })
+/// One pool's connections in use, idle and at most, as gauges.
+fn record_pool_usage(name: &'static str, pool: &Pool) {
+    use crate::datastore::metrics::POOL_CONNECTIONS;
+    let status = pool.status();
+    let in_use = status.size.saturating_sub(status.available);
+    for (state, value) in [
+        ("in_use", in_use),
+        ("idle", status.available),
+        ("max", status.max_size),
+    ] {
+        metrics::gauge!(POOL_CONNECTIONS, "pool" => name, "state" => state).set(value as f64);
     }
 }
 
