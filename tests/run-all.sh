@@ -17,3 +17,6 @@ bash tests/python_client/run.sh
 
 echo "== differential: random cases recorded from real SpiceDB 1.54 (checks, lookups), replayed against trellis =="
 bash tests/differential/ci.sh
+
+echo "== deployment: Kubernetes manifests and Dockerfile, validated offline =="
+bash tests/deploy/check.sh
