@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod proxy;
 pub mod schema_cache;
+pub mod update_plan;
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};

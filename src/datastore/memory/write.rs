@@ -4,18 +4,17 @@
 //! changes. Applying a plan is `MemoryDatastore`'s job. Depends on `store`,
 //! `query` and the port's types.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 use super::State;
 use super::store::{At, KeyRef, Store};
+use crate::datastore::update_plan::{self, Change, Living};
 use crate::datastore::{
     DatastoreError, DatastoreResult, RelationshipCounter, StoredSchema, TransactionMetadata,
     WriteBatch, apply_counter_changes,
 };
-use crate::model::{
-    Precondition, PreconditionKind, Relationship, RelationshipUpdate, UpdateOperation,
-};
+use crate::model::{Precondition, PreconditionKind, Relationship, RelationshipUpdate};
 
 /// What a write will do, decided against the state at head.
 #[derive(Debug, Default)]
@@ -153,19 +152,9 @@ fn check_preconditions(
     Ok(())
 }
 
-/// What the updates of one batch do to one key.
-struct KeyPlan<'b> {
-    /// The live version at head, unless the filter delete removed it.
-    old: Option<u32>,
-    /// `old` exists and has not expired.
-    old_visible: bool,
-    retire_old: bool,
-    new: Option<&'b Relationship>,
-}
-
-/// Applies the updates in order to a per-key overlay, then emits one net
-/// change per key in the order keys first appear. (The API forbids two
-/// updates of one key in a batch; should one come anyway, the last wins.)
+/// Plans the updates with the engines' shared rules (`update_plan`): a
+/// key's living version is the one at head, unless the filter delete
+/// already removed it.
 fn plan_updates(
     store: &Store,
     updates: &[RelationshipUpdate],
@@ -173,54 +162,29 @@ fn plan_updates(
     now: SystemTime,
     plan: &mut Plan,
 ) -> DatastoreResult<()> {
-    let mut keys: Vec<KeyPlan<'_>> = Vec::new();
-    let mut by_key: HashMap<KeyRef<'_>, usize> = HashMap::new();
-    for update in updates {
-        let rel = &update.relationship;
+    let outcomes = update_plan::plan(updates, |rel| {
         let key = KeyRef::of_relationship(rel);
         key.check_lengths()?;
-        let i = *by_key.entry(key).or_insert_with(|| {
-            let old = store.live_version(&key).filter(|s| !filtered.contains(s));
-            keys.push(KeyPlan {
-                old,
-                old_visible: old.is_some_and(|s| !store.table.expired(s, now)),
-                retire_old: false,
-                new: None,
+        let living = store
+            .live_version(&key)
+            .filter(|s| !filtered.contains(s))
+            .map(|slot| Living {
+                version: slot,
+                expired: store.table.expired(slot, now),
             });
-            keys.len() - 1
-        });
-        let k = &mut keys[i];
-        match update.operation {
-            UpdateOperation::Create => {
-                if k.new.is_some() || (k.old_visible && !k.retire_old) {
-                    return Err(DatastoreError::AlreadyExists(Box::new(rel.key())));
-                }
-                k.new = Some(rel);
-                k.retire_old = k.old.is_some();
-            }
-            UpdateOperation::Touch => {
-                k.new = Some(rel);
-                k.retire_old = k.old.is_some();
-            }
-            UpdateOperation::Delete => {
-                k.new = None;
-                k.retire_old |= k.old_visible;
-            }
-        }
-    }
-    for k in keys {
-        if let (true, Some(old)) = (k.retire_old, k.old) {
+        Ok((key, living))
+    })?;
+    for outcome in outcomes {
+        if let Some(old) = outcome.retire {
             plan.retire.push(old);
         }
-        match (k.new, k.old) {
-            (Some(new), _) => {
+        match (outcome.change, outcome.retire) {
+            (Some(Change::Touch(new)), _) => {
                 plan.changes.push(Planned::Touch(plan.create.len()));
                 plan.create.push(new.clone());
             }
-            (None, Some(old)) if k.retire_old && k.old_visible => {
-                plan.changes.push(Planned::Delete(old));
-            }
-            (None, _) => {}
+            (Some(Change::Delete), Some(old)) => plan.changes.push(Planned::Delete(old)),
+            _ => {}
         }
     }
     Ok(())

@@ -17,13 +17,13 @@ use tokio_postgres::{Error as PgError, Row};
 use super::error::{MAX_ATTEMPTS, backoff, from_pg, is_retryable};
 use super::sql::{self, ALIVE, KEY_COLUMNS, Statement};
 use super::{Inner, from_db};
+use crate::datastore::update_plan::{self, Change, Living};
 use crate::datastore::{
     DatastoreError, DatastoreResult, DeleteByFilter, RelationshipCounter, StoredSchema,
     TransactionMetadata, WriteBatch, WriteOutcome, apply_counter_changes,
 };
 use crate::model::{
     Precondition, PreconditionKind, Relationship, RelationshipKey, RelationshipUpdate,
-    UpdateOperation,
 };
 
 /// The transaction's statements, each prepared once per connection
@@ -334,20 +334,6 @@ fn prefixed(prefix: &str, columns: &str) -> String {
         .join(", ")
 }
 
-/// The living version of one key at head, as a write finds it.
-#[derive(Debug, Clone, Copy)]
-struct Living {
-    expired: bool,
-}
-
-/// What the updates of one batch do to one key (see `plan_updates`).
-struct KeyPlan<'b> {
-    key: RelationshipKey,
-    old: Option<Living>,
-    retire_old: bool,
-    new: Option<&'b Relationship>,
-}
-
 /// What a write does to the relationships table, in change-feed order.
 #[derive(Default)]
 struct UpdatePlan<'b> {
@@ -358,70 +344,35 @@ struct UpdatePlan<'b> {
     insert: Vec<(&'b Relationship, i32)>,
 }
 
-/// Applies the updates in order to a per-key overlay, then emits one net
-/// change per key in the order keys first appear, as the memory engine
-/// does. (The API forbids two updates of one key in a batch; should one
-/// come anyway, the last wins.)
+/// Plans the updates with the engines' shared rules (`update_plan`),
+/// numbering the change-feed entries from `seq` on.
 fn plan_updates<'b>(
     updates: &'b [RelationshipUpdate],
-    living: &HashMap<RelationshipKey, Living>,
+    living: &HashMap<RelationshipKey, bool>,
     seq: &mut i32,
 ) -> DatastoreResult<UpdatePlan<'b>> {
-    let mut keys: Vec<KeyPlan<'b>> = Vec::new();
-    let mut by_key: HashMap<RelationshipKey, usize> = HashMap::new();
-    for update in updates {
-        let rel = &update.relationship;
+    let outcomes = update_plan::plan(updates, |rel| {
         let key = rel.key();
-        let i = match by_key.get(&key) {
-            Some(&i) => i,
-            None => {
-                keys.push(KeyPlan {
-                    old: living.get(&key).copied(),
-                    key: key.clone(),
-                    retire_old: false,
-                    new: None,
-                });
-                by_key.insert(key, keys.len() - 1);
-                keys.len() - 1
-            }
-        };
-        let k = &mut keys[i];
-        let old_visible = k.old.is_some_and(|o| !o.expired);
-        match update.operation {
-            UpdateOperation::Create => {
-                if k.new.is_some() || (old_visible && !k.retire_old) {
-                    return Err(DatastoreError::AlreadyExists(Box::new(rel.key())));
-                }
-                k.new = Some(rel);
-                k.retire_old = k.old.is_some();
-            }
-            UpdateOperation::Touch => {
-                k.new = Some(rel);
-                k.retire_old = k.old.is_some();
-            }
-            UpdateOperation::Delete => {
-                k.new = None;
-                k.retire_old |= old_visible;
-            }
-        }
-    }
+        let found = living.get(&key).map(|&expired| Living {
+            version: key.clone(),
+            expired,
+        });
+        Ok((key, found))
+    })?;
     let mut plan = UpdatePlan::default();
-    for k in keys {
-        let old_visible = k.old.is_some_and(|o| !o.expired);
-        match k.new {
-            Some(new) => {
-                if k.retire_old {
-                    plan.retire.push((k.key, None));
-                }
-                plan.insert.push((new, *seq));
-                *seq += 1;
+    for outcome in outcomes {
+        let position = outcome.change.map(|_| {
+            *seq += 1;
+            *seq - 1
+        });
+        match (outcome.change, position) {
+            (Some(Change::Touch(new)), Some(at)) => {
+                plan.retire.extend(outcome.retire.map(|old| (old, None)));
+                plan.insert.push((new, at));
             }
-            None if k.retire_old && old_visible => {
-                plan.retire.push((k.key, Some(*seq)));
-                *seq += 1;
-            }
-            None if k.retire_old => plan.retire.push((k.key, None)),
-            None => {}
+            _ => plan
+                .retire
+                .extend(outcome.retire.map(|old| (old, position))),
         }
     }
     Ok(plan)
@@ -466,12 +417,13 @@ fn keys_join() -> String {
         .join(" AND ")
 }
 
-/// The living versions (at head) of the keys the updates touch.
+/// The living versions (at head) of the keys the updates touch, and
+/// whether each has expired.
 async fn living_versions(
     tx: &Transaction<'_>,
     updates: &[RelationshipUpdate],
     now: SystemTime,
-) -> DatastoreResult<HashMap<RelationshipKey, Living>> {
+) -> DatastoreResult<HashMap<RelationshipKey, bool>> {
     let keys: Vec<RelationshipKey> = updates.iter().map(|u| u.relationship.key()).collect();
     let mut statement = Statement::new("SELECT ");
     let source = bind_keys(&mut statement, key_arrays(keys.iter()), Vec::new());
@@ -488,14 +440,7 @@ async fn living_versions(
         .map_err(|e| from_pg("reading the relationships a write changes", e))?;
     Ok(rows
         .iter()
-        .map(|row| {
-            (
-                sql::key(row),
-                Living {
-                    expired: row.get(6),
-                },
-            )
-        })
+        .map(|row| (sql::key(row), row.get::<_, bool>(6)))
         .collect())
 }
 
