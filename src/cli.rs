@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 
 use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
-use trellis::datastore::postgres::{PoolSettings, PostgresConfig, PostgresDatastore, redact_uri};
+use trellis::datastore::postgres::{
+    CockroachSettings, OverlapStrategy, PoolSettings, PostgresConfig, PostgresDatastore, redact_uri,
+};
 use trellis::datastore::proxy::Metered;
 use trellis::datastore::{RevisionConfig, SystemClock, spawn_garbage_collector};
 use trellis::schema;
@@ -30,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the permission service (SpiceDB's gRPC API).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run SpiceDB validation files (schema, relationships, assertions)
     /// in-process and report every failed assertion with its file and line.
     Validate {
@@ -112,8 +114,10 @@ struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    fn postgres(&self) -> PostgresConfig {
+    /// The SQL datastore's configuration, in the engine's dialect.
+    fn postgres(&self, cockroach: Option<CockroachSettings>) -> PostgresConfig {
         PostgresConfig {
+            cockroach,
             uri: self.datastore_conn_uri.clone(),
             read_pool: PoolSettings {
                 max_open: self.datastore_conn_pool_read_max_open,
@@ -127,6 +131,46 @@ impl ConnectionArgs {
             },
             connect_timeout: self.datastore_connect_timeout,
         }
+    }
+}
+
+/// CockroachDB's own flags (SpiceDB's names and defaults); ignored by the
+/// other engines.
+#[derive(Debug, Args)]
+struct CockroachArgs {
+    /// How far behind now the optimized revision and the change feed (so
+    /// Watch) read on CockroachDB, so follower replicas can serve them.
+    #[arg(long, env = "TRELLIS_DATASTORE_FOLLOWER_READ_DELAY_DURATION", default_value = "4.8s", value_parser = parse_duration)]
+    datastore_follower_read_delay_duration: Duration,
+    /// How CockroachDB writes are made to overlap for new-enemy safety:
+    /// `static` (one shared key), `prefix` (one key per object type
+    /// prefix), `insecure` (none). `request` is not supported yet.
+    #[arg(
+        long,
+        env = "TRELLIS_DATASTORE_TX_OVERLAP_STRATEGY",
+        default_value = "static"
+    )]
+    datastore_tx_overlap_strategy: String,
+    /// The overlap key of the `static` strategy (and of unprefixed types
+    /// under `prefix`).
+    #[arg(long, env = "TRELLIS_DATASTORE_TX_OVERLAP_KEY", default_value = "key")]
+    datastore_tx_overlap_key: String,
+    /// Retries of a CockroachDB write that lost a serialization race.
+    #[arg(long, env = "TRELLIS_DATASTORE_MAX_TX_RETRIES", default_value_t = 10)]
+    datastore_max_tx_retries: u32,
+}
+
+impl CockroachArgs {
+    fn settings(&self) -> anyhow::Result<CockroachSettings> {
+        Ok(CockroachSettings {
+            follower_read_delay: self.datastore_follower_read_delay_duration,
+            overlap: OverlapStrategy::parse(
+                &self.datastore_tx_overlap_strategy,
+                &self.datastore_tx_overlap_key,
+            )
+            .map_err(anyhow::Error::msg)?,
+            max_tx_retries: self.datastore_max_tx_retries,
+        })
     }
 }
 
@@ -148,12 +192,15 @@ struct ServeArgs {
         hide_env_values = true
     )]
     grpc_preshared_key: Vec<String>,
-    /// Datastore engine: `memory` (in this process; lost on exit) or
-    /// `postgres` (needs `--datastore-conn-uri` and a migrated database).
+    /// Datastore engine: `memory` (in this process; lost on exit),
+    /// `postgres` or `cockroachdb` (need `--datastore-conn-uri` and a
+    /// migrated database).
     #[arg(long, env = "TRELLIS_DATASTORE_ENGINE", default_value = "memory")]
     datastore_engine: DatastoreEngine,
     #[command(flatten)]
     connection: ConnectionArgs,
+    #[command(flatten)]
+    cockroach: CockroachArgs,
     /// Width of the revision quantization window used by minimize_latency.
     #[arg(long, env = "TRELLIS_DATASTORE_REVISION_QUANTIZATION_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     datastore_revision_quantization_interval: Duration,
@@ -204,13 +251,16 @@ impl ServeArgs {
             (0.0..=1.0).contains(&staleness),
             "--datastore-revision-quantization-max-staleness-percent must be between 0 and 1, got {staleness}"
         );
+        // Parsed for every engine, so a bad flag fails at startup.
+        let cockroach = self.cockroach.settings()?;
+        let cockroach = (self.datastore_engine == DatastoreEngine::Cockroach).then_some(cockroach);
         Ok(Config {
             grpc_addr: self.grpc_addr,
             metrics_addr: parse_optional_addr(&self.metrics_addr)
                 .map_err(|e| anyhow::anyhow!("--metrics-addr: {e}"))?,
             preshared_keys: self.grpc_preshared_key,
             datastore_engine: self.datastore_engine,
-            postgres: self.connection.postgres(),
+            postgres: self.connection.postgres(cockroach),
             revisions: RevisionConfig {
                 quantization: self.datastore_revision_quantization_interval,
                 max_staleness_percent: (staleness * 100.0).round() as u32,
@@ -267,11 +317,14 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         args.target
     );
     anyhow::ensure!(
-        args.datastore_engine == DatastoreEngine::Postgres,
+        args.datastore_engine.is_sql(),
         "the {:?} datastore has no migrations",
         args.datastore_engine
     );
-    let config = args.connection.postgres();
+    // Migrations depend on the dialect only, not on CockroachDB's settings.
+    let cockroach =
+        (args.datastore_engine == DatastoreEngine::Cockroach).then(CockroachSettings::default);
+    let config = args.connection.postgres(cockroach);
     anyhow::ensure!(
         !config.uri.is_empty(),
         "--datastore-conn-uri is required to migrate"
@@ -311,10 +364,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             collector.abort();
             result?;
         }
-        DatastoreEngine::Postgres => {
+        DatastoreEngine::Postgres | DatastoreEngine::Cockroach => {
             anyhow::ensure!(
                 !config.postgres.uri.is_empty(),
-                "--datastore-conn-uri is required with --datastore-engine postgres"
+                "--datastore-conn-uri is required with --datastore-engine {}",
+                config.postgres.dialect().engine()
             );
             // Opened without touching the database: until it is reachable
             // and migrated, health reports NOT_SERVING and calls fail with

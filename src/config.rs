@@ -17,6 +17,16 @@ pub enum DatastoreEngine {
     #[default]
     Memory,
     Postgres,
+    /// The SQL datastore in its CockroachDB dialect.
+    Cockroach,
+}
+
+impl DatastoreEngine {
+    /// Whether the engine is a SQL database (`--datastore-conn-uri`,
+    /// migrations).
+    pub fn is_sql(self) -> bool {
+        matches!(self, DatastoreEngine::Postgres | DatastoreEngine::Cockroach)
+    }
 }
 
 impl std::str::FromStr for DatastoreEngine {
@@ -26,12 +36,9 @@ impl std::str::FromStr for DatastoreEngine {
         match s {
             "memory" => Ok(DatastoreEngine::Memory),
             "postgres" => Ok(DatastoreEngine::Postgres),
-            "cockroachdb" => Err(
-                "datastore engine `cockroachdb` is not available yet; available: memory, postgres"
-                    .to_string(),
-            ),
+            "cockroachdb" => Ok(DatastoreEngine::Cockroach),
             other => Err(format!(
-                "unknown datastore engine `{other}`; available: memory, postgres"
+                "unknown datastore engine `{other}`; available: memory, postgres, cockroachdb"
             )),
         }
     }
@@ -49,7 +56,8 @@ pub struct Config {
     /// Accepted bearer tokens; empty means no authentication.
     pub preshared_keys: Vec<String>,
     pub datastore_engine: DatastoreEngine,
-    /// Connection and pools of the PostgreSQL engine.
+    /// Connection and pools of the SQL engines (PostgreSQL, CockroachDB;
+    /// `postgres.cockroach` holds CockroachDB's own settings).
     pub postgres: PostgresConfig,
     pub revisions: RevisionConfig,
     /// Validation YAML or schema files loaded at start.
@@ -169,6 +177,16 @@ mod tests {
         for bad in ["", "5", "5x", "s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn engines() {
+        assert_eq!("cockroachdb".parse(), Ok(DatastoreEngine::Cockroach));
+        assert_eq!("postgres".parse(), Ok(DatastoreEngine::Postgres));
+        assert!(DatastoreEngine::Cockroach.is_sql());
+        assert!(!DatastoreEngine::Memory.is_sql());
+        let unknown = "mysql".parse::<DatastoreEngine>().expect_err("unknown");
+        assert!(unknown.contains("cockroachdb"), "{unknown}");
     }
 
     #[test]

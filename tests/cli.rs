@@ -68,3 +68,37 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.zed"));
 }
+
+#[test]
+fn cockroachdb_flags_are_checked_at_startup() {
+    let out = trellis(&[
+        "serve",
+        "--datastore-engine",
+        "cockroachdb",
+        "--datastore-conn-uri",
+        "postgresql://root@127.0.0.1:1/x",
+        "--datastore-tx-overlap-strategy",
+        "request",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+
+    let out = trellis(&[
+        "datastore",
+        "migrate",
+        "head",
+        "--datastore-engine",
+        "cockroachdb",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--datastore-conn-uri is required"),
+        "{stderr}"
+    );
+}

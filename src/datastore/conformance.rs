@@ -205,6 +205,25 @@ async fn head<D: Datastore>(ds: &D) -> Revision {
     ds.head_revision().await.expect("head revision")
 }
 
+/// Head is `revision` as far as any reader can tell: no revision was
+/// committed after it, and head is not older. Exactly `head == revision`
+/// where head is the last commit (memory, PostgreSQL); on CockroachDB head
+/// is the server's clock, newer than any commit, and nothing committed
+/// since is what "a failed write consumes no revision" means there.
+async fn assert_head_is<D: Datastore>(ds: &D, revision: Revision, why: &str) {
+    let now = head(ds).await;
+    assert!(
+        now >= revision,
+        "{why}: head {now} is older than {revision}"
+    );
+    let later = ds.changes_since(revision, 1).await.expect("feed");
+    assert!(
+        later.is_empty(),
+        "{why}: revision {} was committed after {revision}",
+        later[0].revision
+    );
+}
+
 fn assert_key_order(rels: &[Relationship]) {
     for pair in rels.windows(2) {
         assert!(
@@ -271,7 +290,7 @@ pub async fn snapshot_isolation<F: DatastoreFactory>(factory: &F) {
     );
     assert!(read_at(&ds, r0, &all).await.is_empty());
     assert_eq!(old.revision(), r1);
-    assert_eq!(head(&ds).await, r2);
+    assert_head_is(&ds, r2, "the last write").await;
 }
 
 /// Every committed write gets a revision after the previous one.
@@ -281,7 +300,7 @@ pub async fn revisions_increase_per_write<F: DatastoreFactory>(factory: &F) {
     for i in 0..5 {
         let revision = touch(&ds, &[&format!("doc:{i}#viewer@user:x")]).await;
         assert!(revision > last);
-        assert_eq!(head(&ds).await, revision);
+        assert_head_is(&ds, revision, "the last write").await;
         last = revision;
     }
 }
@@ -312,7 +331,7 @@ pub async fn must_match_precondition<F: DatastoreFactory>(factory: &F) {
         .await
         .expect_err("precondition fails");
     assert_eq!(err, DatastoreError::PreconditionFailed { index: 0 });
-    assert_eq!(head(&ds).await, r1, "a failed write consumes no revision");
+    assert_head_is(&ds, r1, "a failed write consumes no revision").await;
     assert!(read_at(&ds, r1, &doc_filter("new")).await.is_empty());
 
     batch.preconditions = vec![precondition(PreconditionKind::MustMatch, doc_filter("a"))];
@@ -414,7 +433,7 @@ pub async fn create_touch_delete<F: DatastoreFactory>(factory: &F) {
         .await
         .expect_err("create of an existing one fails");
     assert_eq!(err, already_exists("doc:a#viewer@user:x"));
-    assert_eq!(head(&ds).await, created.revision);
+    assert_head_is(&ds, created.revision, "a failed create").await;
 
     let mut caveated = rel("doc:a#viewer@user:x");
     caveated.caveat = Some(ContextualizedCaveat {
@@ -459,7 +478,7 @@ pub async fn failed_create_changes_nothing<F: DatastoreFactory>(factory: &F) {
     };
     let err = ds.write(batch).await.expect_err("duplicate create fails");
     assert!(matches!(err, DatastoreError::AlreadyExists(_)));
-    assert_eq!(head(&ds).await, r1);
+    assert_head_is(&ds, r1, "a failed write").await;
     let reader = ds.snapshot(r1);
     assert_eq!(
         read(&reader, &filter("doc")).await,
@@ -539,7 +558,7 @@ pub async fn delete_by_filter_with_limit<F: DatastoreFactory>(factory: &F) {
         .await
         .expect_err("too many to delete");
     assert_eq!(err, DatastoreError::TooManyToDelete { limit: 5 });
-    assert_eq!(head(&ds).await, r1);
+    assert_head_is(&ds, r1, "a failed write").await;
 
     let partial = ds
         .write(delete_batch(docs.clone(), Some(5), true))
@@ -582,6 +601,7 @@ pub async fn delete_by_filter_then_recreate<F: DatastoreFactory>(factory: &F) {
 
 pub async fn bulk_load_inserts_all<F: DatastoreFactory>(factory: &F) {
     let Fixture { ds, .. } = fixture(factory).await;
+    let r0 = head(&ds).await;
     let rels: Vec<Relationship> = (0..2000)
         .rev()
         .map(|i| rel(&format!("doc:{i:05}#viewer@user:u{}", i % 37)))
@@ -595,10 +615,7 @@ pub async fn bulk_load_inserts_all<F: DatastoreFactory>(factory: &F) {
     let read = read_at(&ds, outcome.revision, &filter("doc")).await;
     assert_eq!(read.len(), 2000);
     assert_eq!(read[0], "doc:00000#viewer@user:u0");
-    let changes = ds
-        .changes_since(Revision(0), 10)
-        .await
-        .expect("changes since 0");
+    let changes = ds.changes_since(r0, 10).await.expect("changes since 0");
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].changes.len(), 2000);
     assert_eq!(changes[0].metadata, metadata);
@@ -619,12 +636,13 @@ pub async fn bulk_load_rejects_existing<F: DatastoreFactory>(factory: &F) {
         .await
         .expect_err("existing relationship");
     assert_eq!(err, already_exists("doc:b#viewer@user:x"));
-    assert_eq!(head(&ds).await, r1);
+    assert_head_is(&ds, r1, "a failed write").await;
     assert_eq!(read_at(&ds, r1, &filter("doc")).await.len(), 1);
 }
 
 pub async fn bulk_load_rejects_duplicates<F: DatastoreFactory>(factory: &F) {
     let Fixture { ds, .. } = fixture(factory).await;
+    let r0 = head(&ds).await;
     let mut caveated = rel("doc:a#viewer@user:x");
     caveated.caveat = Some(ContextualizedCaveat {
         name: "c".into(),
@@ -640,8 +658,8 @@ pub async fn bulk_load_rejects_duplicates<F: DatastoreFactory>(factory: &F) {
         .await
         .expect_err("duplicate in the batch");
     assert_eq!(err, already_exists("doc:a#viewer@user:x"));
-    assert_eq!(head(&ds).await, Revision(0));
-    assert!(read_at(&ds, Revision(0), &filter("doc")).await.is_empty());
+    assert_head_is(&ds, r0, "a failed load").await;
+    assert!(read_at(&ds, r0, &filter("doc")).await.is_empty());
 }
 
 // ---- queries ----
@@ -1004,6 +1022,7 @@ fn schema(text: &str) -> StoredSchema {
 
 pub async fn schema_history_per_revision<F: DatastoreFactory>(factory: &F) {
     let Fixture { ds, .. } = fixture(factory).await;
+    let r0 = head(&ds).await;
     let write_schema = |text: &'static str| {
         let ds = &ds;
         async move {
@@ -1024,7 +1043,7 @@ pub async fn schema_history_per_revision<F: DatastoreFactory>(factory: &F) {
             schema.map(|s| s.text.clone())
         }
     };
-    assert_eq!(at(Revision(0)).await, None);
+    assert_eq!(at(r0).await, None);
     assert_eq!(at(r1).await.as_deref(), Some("definition user {}"));
     let v2 = Some("definition user {}\ndefinition doc {}");
     assert_eq!(at(r2).await.as_deref(), v2);
@@ -1137,7 +1156,7 @@ pub async fn counter_changes_that_conflict_change_nothing<F: DatastoreFactory>(f
         ds.write(batch).await,
         Err(DatastoreError::CounterAlreadyRegistered("views".into()))
     );
-    assert_eq!(head(&ds).await, r1);
+    assert_head_is(&ds, r1, "a failed write").await;
     assert_eq!(counters_at(&ds, r1).await, ["views=doc"]);
     assert!(read_at(&ds, r1, &filter("doc")).await.is_empty());
 }
@@ -1259,6 +1278,7 @@ pub async fn changes_since_respects_limit_and_head<F: DatastoreFactory>(factory:
 /// (Watch does not report expiry-driven deletions).
 pub async fn changes_since_omits_expiry<F: DatastoreFactory>(factory: &F) {
     let Fixture { ds, clock } = fixture(factory).await;
+    let r0 = head(&ds).await;
     let mut expiring = rel("doc:a#viewer@user:x");
     expiring.expires_at = Some(clock.now_plus(Duration::from_secs(10)));
     let r1 = write_one(&ds, UpdateOperation::Touch, expiring.clone())
@@ -1281,7 +1301,7 @@ pub async fn changes_since_omits_expiry<F: DatastoreFactory>(factory: &F) {
         feed[1].changes,
         vec![Change::Touch(rel("doc:b#viewer@user:x"))]
     );
-    let feed = ds.changes_since(Revision(0), 10).await.expect("feed");
+    let feed = ds.changes_since(r0, 10).await.expect("feed");
     assert_eq!(feed[0].changes, vec![Change::Touch(expiring)]);
 }
 

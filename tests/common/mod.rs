@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cockroach;
 pub mod postgres;
 pub mod server;
 

@@ -240,6 +240,7 @@ impl Cluster {
             read_pool: small(4),
             write_pool: small(2),
             connect_timeout: Duration::from_secs(2),
+            cockroach: None,
         }
     }
 

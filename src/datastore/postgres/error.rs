@@ -1,7 +1,9 @@
-//! Owns how PostgreSQL failures become `DatastoreError`s, and which of them
-//! a transaction may retry. Connection trouble is `Unavailable` (the API
-//! answers UNAVAILABLE and the client retries); a missing table means the
-//! database was never migrated.
+//! Owns how PostgreSQL and CockroachDB failures become `DatastoreError`s,
+//! and which of them a transaction may retry. Connection trouble is
+//! `Unavailable` (the API answers UNAVAILABLE and the client retries); a
+//! missing table means the database was never migrated. CockroachDB's
+//! retryable errors are 40001 ("restart transaction: …"); its ambiguous
+//! result (40003) may have committed, so it is never retried.
 
 use std::time::Duration;
 
@@ -10,12 +12,19 @@ use tokio_postgres::error::SqlState;
 
 use crate::datastore::DatastoreError;
 
-/// Attempts of a write transaction that lost a serialization race.
+/// Attempts of a PostgreSQL write transaction that lost a serialization
+/// race (CockroachDB's come from `--datastore-max-tx-retries`).
 pub const MAX_ATTEMPTS: u32 = 10;
 
 /// A database error, classified.
 pub fn from_pg(context: &str, e: tokio_postgres::Error) -> DatastoreError {
     if let Some(code) = e.code() {
+        let message = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_string());
+        if let Some(error) = cockroach_error(code, &message, context) {
+            return error;
+        }
         return match *code {
             SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED => {
                 DatastoreError::SerializationFailure(format!("{context}: {e}"))
@@ -37,6 +46,29 @@ pub fn from_pg(context: &str, e: tokio_postgres::Error) -> DatastoreError {
     }
     // No SQLSTATE: the connection broke, timed out or never opened.
     DatastoreError::Unavailable(format!("{context}: {e}"))
+}
+
+/// CockroachDB's own failures: a retry error that reports no 40001, an
+/// ambiguous commit, a read below the replica GC threshold (older than
+/// `gc.ttlseconds`). `None` for everything PostgreSQL also reports.
+fn cockroach_error(code: &SqlState, message: &str, context: &str) -> Option<DatastoreError> {
+    if *code == SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN {
+        return Some(DatastoreError::Unavailable(format!(
+            "{context}: the result is ambiguous (the write may have committed): {message}"
+        )));
+    }
+    if message.contains("restart transaction") {
+        return Some(DatastoreError::SerializationFailure(format!(
+            "{context}: {message}"
+        )));
+    }
+    if message.contains("GC threshold") {
+        return Some(DatastoreError::RevisionOutOfRange(format!(
+            "{context}: the revision is older than the database keeps history \
+             (raise gc.ttlseconds to at least --datastore-gc-window): {message}"
+        )));
+    }
+    None
 }
 
 /// A pool failure: no connection could be had in time.

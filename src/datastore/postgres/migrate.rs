@@ -1,12 +1,14 @@
-//! Owns the PostgreSQL datastore's migrations: the versioned `.sql` files
-//! embedded in the binary, applying the missing ones, and telling whether a
-//! database is at head. Applying is idempotent and safe from several pods at
-//! once: each run holds a transaction-scoped advisory lock, re-reads what is
-//! applied under it, and applies each migration in its own transaction with
-//! its version row.
+//! Owns the SQL datastore's migrations: the versioned `.sql` files of each
+//! engine embedded in the binary, applying the missing ones, and telling
+//! whether a database is at head. Applying is idempotent and safe from
+//! several pods at once: each run holds a transaction-scoped lock (an
+//! advisory lock on PostgreSQL, a row lock on CockroachDB, which has no
+//! advisory locks), re-reads what is applied under it, and applies each
+//! migration in its own transaction with its version row.
 
 use tokio_postgres::{Client, GenericClient};
 
+use super::dialect::Dialect;
 use super::error::from_pg;
 use crate::datastore::{DatastoreError, DatastoreResult};
 
@@ -18,23 +20,30 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, oldest first. Append only: an applied migration never changes.
+/// Every PostgreSQL migration, oldest first. Append only: an applied
+/// migration never changes.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "relationships",
     sql: include_str!("migrations/0001_relationships.sql"),
 }];
 
+/// Every CockroachDB migration, oldest first, version for version the same
+/// change as PostgreSQL's in CockroachDB's SQL (`Dialect::migrations`).
+pub const COCKROACH_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "relationships",
+    sql: include_str!("migrations/cockroachdb/0001_relationships.sql"),
+}];
+
 /// The version of the newest migration this binary knows.
-pub fn head_version() -> i32 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+pub fn head_version(dialect: Dialect) -> i32 {
+    dialect.migrations().last().map_or(0, |m| m.version)
 }
 
-/// Arbitrary but fixed: the advisory lock key that serializes migrators.
-const MIGRATION_LOCK: i64 = 0x7472_656c_6c69_7301;
-
+// INT4, not INTEGER: CockroachDB's INTEGER is INT8, and versions bind as i32.
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS trellis_migrations (
-    version INTEGER PRIMARY KEY,
+    version INT4 PRIMARY KEY,
     name TEXT NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )";
@@ -48,18 +57,24 @@ pub struct MigrationReport {
 }
 
 /// Applies every migration newer than the database's version.
-pub async fn migrate(client: &mut Client) -> DatastoreResult<MigrationReport> {
+pub async fn migrate(client: &mut Client, dialect: Dialect) -> DatastoreResult<MigrationReport> {
+    for statement in dialect.migration_setup() {
+        client
+            .batch_execute(statement)
+            .await
+            .map_err(|e| from_pg("preparing the migration lock", e))?;
+    }
     let mut applied = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in dialect.migrations() {
         let tx = client
             .transaction()
             .await
             .map_err(|e| from_pg("starting a migration", e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        tx.batch_execute(dialect.migration_lock())
             .await
             .map_err(|e| from_pg("taking the migration lock", e))?;
         // Checked first so that a database already set up logs no notice.
-        if current_version(&tx).await? == 0 {
+        if current_version(&tx, dialect).await? == 0 {
             tx.batch_execute(CREATE_VERSION_TABLE)
                 .await
                 .map_err(|e| from_pg("creating the migration table", e))?;
@@ -97,14 +112,17 @@ pub async fn migrate(client: &mut Client) -> DatastoreResult<MigrationReport> {
     }
     Ok(MigrationReport {
         applied,
-        version: current_version(client).await?,
+        version: current_version(client, dialect).await?,
     })
 }
 
 /// The newest migration applied (0 for a fresh database).
-pub async fn current_version(client: &impl GenericClient) -> DatastoreResult<i32> {
+pub async fn current_version(
+    client: &impl GenericClient,
+    dialect: Dialect,
+) -> DatastoreResult<i32> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('trellis_migrations') IS NOT NULL", &[])
+        .query_one(dialect.migration_table_exists(), &[])
         .await
         .map_err(|e| from_pg("reading the migration version", e))?
         .get(0);
@@ -120,9 +138,9 @@ pub async fn current_version(client: &impl GenericClient) -> DatastoreResult<i32
 }
 
 /// Ok when the database is at this binary's head migration.
-pub async fn ensure_at_head(client: &Client) -> DatastoreResult<()> {
-    let version = current_version(client).await?;
-    let head = head_version();
+pub async fn ensure_at_head(client: &Client, dialect: Dialect) -> DatastoreResult<()> {
+    let version = current_version(client, dialect).await?;
+    let head = head_version(dialect);
     if version == head {
         return Ok(());
     }

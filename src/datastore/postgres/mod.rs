@@ -1,9 +1,11 @@
-//! Owns `PostgresDatastore`: the port's datastore on PostgreSQL through
+//! Owns `PostgresDatastore`: the port's datastore on SQL through
 //! tokio-postgres and deadpool-postgres (separate read and write pools),
-//! with relationships versioned by revision in SQL. Depends on the port
+//! with relationships versioned by revision in SQL, on PostgreSQL or, as a
+//! dialect of the same code, CockroachDB (`dialect` holds every difference;
+//! `revisions` CockroachDB's HLC revision policy). Depends on the port
 //! (`datastore`) and `model` only.
 //!
-//! Revisions are a gap-free commit sequence kept in a one-row table whose
+//! On PostgreSQL, revisions are a gap-free commit sequence kept in a one-row table whose
 //! row lock every write transaction takes first (ARCHITECTURE.md, "PostgreSQL
 //! revisions", has the argument). So: revision N+1 exists only after N has
 //! committed; a reader at R sees exactly the rows with
@@ -12,29 +14,36 @@
 //! (new-enemy safety); and the change feed is a scan of consecutive
 //! revisions that cannot skip one committed out of order.
 //!
+//! On CockroachDB, revisions are the write transactions' HLC commit
+//! timestamps and reads run `AS OF SYSTEM TIME` (ARCHITECTURE.md,
+//! "CockroachDB revisions").
+//!
 //! Layout: `sql` (statements built from filters, row decoding), `reader`
 //! (`PostgresReader`), `write` (write transactions and COPY bulk loads),
 //! `feed` (the change feed), `gc` (garbage collection), `migrate`
 //! (embedded migrations), `error` (failures → `DatastoreError`).
 
+pub mod dialect;
 mod error;
 mod feed;
 mod gc;
 pub mod migrate;
 mod reader;
+mod revisions;
 mod sql;
 mod write;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+pub use dialect::{CockroachSettings, Dialect, OverlapStrategy};
 pub use reader::PostgresReader;
 
 use self::error::{from_pg, from_pool};
+use self::sql::Rev;
 use super::{
     Clock, Datastore, DatastoreError, DatastoreResult, RevisionChanges, RevisionConfig,
     TransactionMetadata, WriteBatch, WriteOutcome, window_start,
@@ -72,6 +81,19 @@ pub struct PostgresConfig {
     /// How long opening a connection or waiting for a pooled one may take
     /// before the call fails with UNAVAILABLE (never an unbounded hang).
     pub connect_timeout: Duration,
+    /// `Some`: the database is CockroachDB (`--datastore-engine
+    /// cockroachdb`), with its settings; `None`: PostgreSQL.
+    pub cockroach: Option<CockroachSettings>,
+}
+
+impl PostgresConfig {
+    /// The SQL dialect this configuration speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.cockroach {
+            Some(_) => Dialect::Cockroach,
+            None => Dialect::Postgres,
+        }
+    }
 }
 
 impl Default for PostgresConfig {
@@ -81,6 +103,7 @@ impl Default for PostgresConfig {
             read_pool: PoolSettings::spicedb_default(20),
             write_pool: PoolSettings::spicedb_default(10),
             connect_timeout: Duration::from_secs(2),
+            cockroach: None,
         }
     }
 }
@@ -93,6 +116,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("read_pool", &self.read_pool)
             .field("write_pool", &self.write_pool)
             .field("connect_timeout", &self.connect_timeout)
+            .field("cockroach", &self.cockroach)
             .finish()
     }
 }
@@ -108,7 +132,7 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
-/// The PostgreSQL datastore. Cloning shares the pools.
+/// The SQL datastore (PostgreSQL or CockroachDB). Cloning shares the pools.
 #[derive(Clone)]
 pub struct PostgresDatastore {
     inner: Arc<Inner>,
@@ -119,20 +143,30 @@ struct Inner {
     write: Pool,
     config: RevisionConfig,
     clock: Arc<dyn Clock>,
+    dialect: Dialect,
+    /// CockroachDB's settings (defaults, unused, on PostgreSQL).
+    cockroach: CockroachSettings,
+    /// Write attempts before a serialization failure is final.
+    max_attempts: u32,
     /// The database's id (`metadata.unique_id`), read once it is migrated.
     unique_id: OnceLock<String>,
     /// The newest revision this process has seen committed: a lower bound
     /// of head, so a revision at or below it needs no round trip to be
     /// known committed.
-    known_head: AtomicI64,
-    /// The oldest readable revision seen lately and its commit time: while
-    /// that time is inside the GC window, every revision from it on is
-    /// readable too (commit times never decrease with revisions).
-    oldest_readable: Mutex<Option<(i64, SystemTime)>>,
-    /// Quantized revisions by window start: the newest revision committed
-    /// by an instant in the past never changes, so each window costs one
-    /// query (two around a smeared hand-over).
-    optimized: Mutex<Vec<(SystemTime, i64)>>,
+    known_head: Mutex<Rev>,
+    /// PostgreSQL: the oldest readable revision seen lately and its commit
+    /// time: while that time is inside the GC window, every revision from
+    /// it on is readable too (commit times never decrease with revisions).
+    oldest_readable: Mutex<Option<(Rev, SystemTime)>>,
+    /// PostgreSQL: quantized revisions by window start: the newest revision
+    /// committed by an instant in the past never changes, so each window
+    /// costs one query (two around a smeared hand-over).
+    optimized: Mutex<Vec<(SystemTime, Rev)>>,
+    /// CockroachDB: the server's HLC as last read, and when, so the server
+    /// time can be estimated without a round trip (`revisions`).
+    server_clock: Mutex<Option<(Rev, Instant)>>,
+    /// CockroachDB: this process's name as the GC lease holder.
+    gc_holder: String,
     /// The newest schema seen and the revisions it is known to cover.
     schema: reader::SchemaMemo,
 }
@@ -167,16 +201,26 @@ impl PostgresDatastore {
         revisions: RevisionConfig,
         clock: Arc<dyn Clock>,
     ) -> DatastoreResult<Self> {
+        let cockroach = config.cockroach.clone().unwrap_or_default();
+        let max_attempts = match config.dialect() {
+            Dialect::Postgres => error::MAX_ATTEMPTS,
+            Dialect::Cockroach => cockroach.max_tx_retries.saturating_add(1),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 read: pool(config, &config.read_pool)?,
                 write: pool(config, &config.write_pool)?,
                 config: revisions,
                 clock,
+                dialect: config.dialect(),
+                cockroach,
+                max_attempts,
                 unique_id: OnceLock::new(),
-                known_head: AtomicI64::new(0),
+                known_head: Mutex::new(Rev(0)),
                 oldest_readable: Mutex::new(None),
                 optimized: Mutex::new(Vec::new()),
+                server_clock: Mutex::new(None),
+                gc_holder: format!("{:016x}", super::random_u64()),
                 schema: reader::SchemaMemo::default(),
             }),
         })
@@ -186,7 +230,7 @@ impl PostgresDatastore {
     pub async fn migrate(config: &PostgresConfig) -> DatastoreResult<migrate::MigrationReport> {
         let pool = pool(config, &PoolSettings::spicedb_default(1))?;
         let mut client = pool.get().await.map_err(from_pool)?;
-        migrate::migrate(&mut client).await
+        migrate::migrate(&mut client, config.dialect()).await
     }
 
     /// Every few seconds records the pools' usage (`datastore::metrics`),
@@ -296,17 +340,38 @@ impl Inner {
     /// Checks the migration, reads the datastore's id and stamps revision 0.
     async fn initialize(&self) -> DatastoreResult<()> {
         let client = self.write_client().await?;
-        migrate::ensure_at_head(&client).await?;
+        migrate::ensure_at_head(&client, self.dialect).await?;
         if self.unique_id.get().is_none() {
             let id: String = client
                 .query_one("SELECT unique_id FROM metadata", &[])
                 .await
                 .map_err(|e| from_pg("reading the datastore id", e))?
                 .get(0);
-            stamp_genesis(&client, self.clock.now()).await?;
-            let _ = self.unique_id.set(format!("postgres-{id}"));
+            // CockroachDB has no revision 0 to stamp: its revisions are
+            // timestamps, readable for the GC window whatever was written.
+            if self.dialect == Dialect::Postgres {
+                stamp_genesis(&client, self.clock.now()).await?;
+            }
+            let _ = self
+                .unique_id
+                .set(format!("{}-{id}", self.dialect.engine()));
         }
         Ok(())
+    }
+
+    /// Prepares a read: once per connection on PostgreSQL, per use on
+    /// CockroachDB, whose reads name their timestamp in their text
+    /// (`Dialect::caches_reads`).
+    async fn prepare_read(
+        &self,
+        client: &Object,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if self.dialect.caches_reads() {
+            client.prepare_cached(sql).await
+        } else {
+            client.prepare(sql).await
+        }
     }
 
     async fn read_client(&self) -> DatastoreResult<Object> {
@@ -317,13 +382,18 @@ impl Inner {
         self.write.get().await.map_err(from_pool)
     }
 
-    fn saw_head(&self, head: i64) {
-        self.known_head.fetch_max(head, Ordering::Relaxed);
+    fn saw_head(&self, head: Rev) {
+        let mut known = lock(&self.known_head);
+        *known = (*known).max(head);
+    }
+
+    fn known_head(&self) -> Rev {
+        *lock(&self.known_head)
     }
 
     /// Head and the oldest revision committed inside the GC window at `now`
-    /// (head when none is), in one round trip.
-    async fn revision_range(&self, now: SystemTime) -> DatastoreResult<(i64, i64)> {
+    /// (head when none is), in one round trip. PostgreSQL only.
+    async fn revision_range(&self, now: SystemTime) -> DatastoreResult<(Rev, Rev)> {
         let cutoff = now.checked_sub(self.config.gc_window);
         let row = reader::read_retrying(self, "reading the revision range", |client| async move {
             let statement = client
@@ -341,9 +411,9 @@ impl Inner {
             client.query_one(&statement, &[&cutoff]).await
         })
         .await?;
-        let head: i64 = row.get(0);
+        let head: Rev = row.get(0);
         let head_at: SystemTime = row.get(1);
-        let oldest: Option<i64> = row.get(2);
+        let oldest: Option<Rev> = row.get(2);
         let oldest_at: Option<SystemTime> = row.get(3);
         self.saw_head(head);
         let (oldest, oldest_at) = match (oldest, oldest_at) {
@@ -355,8 +425,8 @@ impl Inner {
     }
 
     /// Whether the memo alone proves `revision` readable at `now`.
-    fn known_readable(&self, revision: i64, now: SystemTime) -> bool {
-        if revision > self.known_head.load(Ordering::Relaxed) {
+    fn known_readable(&self, revision: Rev, now: SystemTime) -> bool {
+        if revision > self.known_head() {
             return false;
         }
         let Some((oldest, at)) = *lock(&self.oldest_readable) else {
@@ -368,7 +438,10 @@ impl Inner {
         inside && revision >= oldest
     }
 
-    async fn optimized_revision(&self) -> DatastoreResult<i64> {
+    async fn optimized_revision(&self) -> DatastoreResult<Rev> {
+        if self.dialect.is_cockroach() {
+            return revisions::optimized(self).await;
+        }
         let now = self.clock.now();
         let Some(instant) = window_start(now, &self.config) else {
             return self.head().await;
@@ -395,7 +468,7 @@ impl Inner {
             },
         )
         .await?;
-        let quantized: Option<i64> = row.get(0);
+        let quantized: Option<Rev> = row.get(0);
         let (_, oldest) = self.revision_range(now).await?;
         let revision = quantized.unwrap_or(oldest).max(oldest);
         let mut memo = lock(&self.optimized);
@@ -404,7 +477,10 @@ impl Inner {
         Ok(revision)
     }
 
-    async fn head(&self) -> DatastoreResult<i64> {
+    async fn head(&self) -> DatastoreResult<Rev> {
+        if self.dialect.is_cockroach() {
+            return revisions::server_now(self).await;
+        }
         let row = reader::read_retrying(self, "reading the head revision", |client| async move {
             let statement = client
                 .prepare_cached("SELECT revision FROM revision_counter")
@@ -412,9 +488,41 @@ impl Inner {
             client.query_one(&statement, &[]).await
         })
         .await?;
-        let head: i64 = row.get(0);
+        let head: Rev = row.get(0);
         self.saw_head(head);
         Ok(head)
+    }
+
+    /// A revision as the database stores it; past the newest a reader may
+    /// ask for (`Dialect::newest_revision`), none exists.
+    fn to_db(&self, revision: Revision) -> Option<Rev> {
+        Some(Rev(revision.0)).filter(|r| *r <= self.dialect.newest_revision())
+    }
+
+    /// PostgreSQL's check of a revision against head and the GC window.
+    async fn check_sequence_revision(&self, revision: Revision) -> DatastoreResult<()> {
+        let now = self.clock.now();
+        let Some(wanted) = self.to_db(revision) else {
+            return Err(DatastoreError::RevisionOutOfRange(format!(
+                "revision {revision} is newer than the head revision"
+            )));
+        };
+        if self.known_readable(wanted, now) {
+            return Ok(());
+        }
+        let (head, oldest) = self.revision_range(now).await?;
+        if wanted > head {
+            return Err(DatastoreError::RevisionOutOfRange(format!(
+                "revision {revision} is newer than the head revision {}",
+                head.0
+            )));
+        }
+        if wanted < oldest {
+            return Err(DatastoreError::RevisionOutOfRange(format!(
+                "revision {revision} is older than the garbage collection window"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -425,13 +533,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A revision as the database stores it; one past `i64::MAX` does not exist.
-fn to_db(revision: Revision) -> Option<i64> {
-    i64::try_from(revision.0).ok()
-}
-
-fn from_db(revision: i64) -> Revision {
-    Revision(u128::try_from(revision).unwrap_or(0))
+fn from_db(revision: Rev) -> Revision {
+    Revision(revision.0)
 }
 
 impl Datastore for PostgresDatastore {
@@ -440,10 +543,11 @@ impl Datastore for PostgresDatastore {
     /// Until the database has been reached and found migrated, a
     /// placeholder; nothing is served then, so no token carries it.
     fn unique_id(&self) -> &str {
-        self.inner
-            .unique_id
-            .get()
-            .map_or("postgres-uninitialized", String::as_str)
+        match (self.inner.unique_id.get(), self.inner.dialect) {
+            (Some(id), _) => id,
+            (None, Dialect::Postgres) => "postgres-uninitialized",
+            (None, Dialect::Cockroach) => "cockroachdb-uninitialized",
+        }
     }
 
     async fn ready(&self) -> DatastoreResult<()> {
@@ -459,27 +563,10 @@ impl Datastore for PostgresDatastore {
     }
 
     async fn check_revision(&self, revision: Revision) -> DatastoreResult<()> {
-        let now = self.inner.clock.now();
-        let Some(wanted) = to_db(revision) else {
-            return Err(DatastoreError::RevisionOutOfRange(format!(
-                "revision {revision} is newer than the head revision"
-            )));
-        };
-        if self.inner.known_readable(wanted, now) {
-            return Ok(());
+        match self.inner.dialect {
+            Dialect::Postgres => self.inner.check_sequence_revision(revision).await,
+            Dialect::Cockroach => revisions::check(&self.inner, revision).await,
         }
-        let (head, oldest) = self.inner.revision_range(now).await?;
-        if wanted > head {
-            return Err(DatastoreError::RevisionOutOfRange(format!(
-                "revision {revision} is newer than the head revision {head}"
-            )));
-        }
-        if wanted < oldest {
-            return Err(DatastoreError::RevisionOutOfRange(format!(
-                "revision {revision} is older than the garbage collection window"
-            )));
-        }
-        Ok(())
     }
 
     fn snapshot(&self, revision: Revision) -> PostgresReader {
@@ -505,6 +592,21 @@ impl Datastore for PostgresDatastore {
         limit: usize,
     ) -> DatastoreResult<Vec<RevisionChanges>> {
         feed::changes_since(&self.inner, after, limit).await
+    }
+
+    /// On CockroachDB head is the server's clock, always newer than any
+    /// commit: wait for the change feed to hold a newer revision instead.
+    async fn wait_for_commit(&self, after: Revision) -> DatastoreResult<Revision> {
+        loop {
+            let newest = match self.inner.dialect {
+                Dialect::Postgres => self.inner.head().await.map(from_db)?,
+                Dialect::Cockroach => feed::newest_commit(&self.inner).await?,
+            };
+            if newest > after {
+                return Ok(newest);
+            }
+            tokio::time::sleep(super::COMMIT_POLL_INTERVAL).await;
+        }
     }
 
     async fn collect_garbage(&self) -> DatastoreResult<usize> {

@@ -1,6 +1,7 @@
 //! Owns `PostgresReader`: reads pinned to one revision. Every read is one
-//! statement with the revision's visibility rule, so it needs no
-//! transaction and sees the same rows whenever it runs. A read whose pooled
+//! statement with the revision's visibility rule (on CockroachDB also run
+//! `AS OF SYSTEM TIME` that revision), so it needs no transaction and sees
+//! the same rows whenever it runs. A read whose pooled
 //! connection turns out broken (the database restarted) runs once more on a
 //! fresh one. Depends on `sql`, `error` and the port's types.
 
@@ -10,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::Object;
 
 use super::error::{from_pg, is_broken_connection};
-use super::sql::{self, RELATIONSHIP_COLUMNS, Statement};
-use super::{Inner, lock, to_db};
+use super::sql::{self, RELATIONSHIP_COLUMNS, Rev, Statement};
+use super::{Inner, lock};
 use crate::datastore::{
     DatastoreResult, Page, Reader, RelationshipCounter, ReverseQuery, StoredSchema,
 };
@@ -21,7 +22,7 @@ use crate::model::{Relationship, RelationshipFilter, Revision};
 #[derive(Clone)]
 pub struct PostgresReader {
     inner: Arc<Inner>,
-    revision: i64,
+    revision: Rev,
     requested: Revision,
 }
 
@@ -63,9 +64,12 @@ where
 impl PostgresReader {
     pub(super) fn new(inner: Arc<Inner>, revision: Revision) -> Self {
         Self {
+            // Revisions past the newest storable do not exist; they read as
+            // the newest.
+            revision: inner
+                .to_db(revision)
+                .unwrap_or(inner.dialect.newest_revision()),
             inner,
-            // Revisions past i64::MAX do not exist; they read as the newest.
-            revision: to_db(revision).unwrap_or(i64::MAX - 1),
             requested: revision,
         }
     }
@@ -77,8 +81,9 @@ impl PostgresReader {
         statement: Statement,
     ) -> DatastoreResult<Vec<Relationship>> {
         let statement = &statement;
-        let rows = read_retrying(&self.inner, context, |client| async move {
-            let prepared = client.prepare_cached(&statement.sql).await?;
+        let inner = &self.inner;
+        let rows = read_retrying(inner, context, |client| async move {
+            let prepared = inner.prepare_read(&client, &statement.sql).await?;
             client.query(&prepared, &statement.params()).await
         })
         .await?;
@@ -86,11 +91,19 @@ impl PostgresReader {
     }
 
     fn select(&self) -> Statement {
-        let mut statement = Statement::new(&format!(
-            "SELECT {RELATIONSHIP_COLUMNS} FROM relation_tuple WHERE TRUE"
-        ));
+        let as_of = self.as_of();
+        let mut statement = Statement::in_dialect(
+            self.inner.dialect,
+            &format!("SELECT {RELATIONSHIP_COLUMNS} FROM relation_tuple{as_of} WHERE TRUE"),
+        );
         statement.visible_at(self.revision, self.inner.clock.now());
         statement
+    }
+
+    /// The dialect's clause pinning a statement's timestamp to this
+    /// reader's revision (empty on PostgreSQL).
+    fn as_of(&self) -> String {
+        self.inner.dialect.as_of(self.revision)
     }
 }
 
@@ -161,13 +174,16 @@ impl Reader for PostgresReader {
             return Ok(found);
         }
         let revision = self.revision;
-        let row = read_retrying(&self.inner, "reading the schema", |client| async move {
-            let statement = client
-                .prepare_cached(
-                    "SELECT revision, text, hash FROM schema_history WHERE revision <= $1 \
-                     ORDER BY revision DESC LIMIT 1",
-                )
-                .await?;
+        let (inner, sql) = (
+            &self.inner,
+            &format!(
+                "SELECT revision, text, hash FROM schema_history{} WHERE revision <= $1 \
+                 ORDER BY revision DESC LIMIT 1",
+                self.as_of()
+            ),
+        );
+        let row = read_retrying(inner, "reading the schema", |client| async move {
+            let statement = inner.prepare_read(&client, sql).await?;
             client.query_opt(&statement, &[&revision]).await
         })
         .await?;
@@ -178,16 +194,11 @@ impl Reader for PostgresReader {
                     text: row.get(1),
                     hash: hash.try_into().unwrap_or([0; 32]),
                 };
-                (row.get::<_, i64>(0), Some(Arc::new(schema)))
+                (row.get::<_, Rev>(0), Some(Arc::new(schema)))
             }
-            None => (0, None),
+            None => (Rev(0), None),
         };
-        if revision
-            <= self
-                .inner
-                .known_head
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if revision <= self.inner.known_head() {
             self.inner.schema.remember(from, revision, schema.clone());
         }
         Ok(schema)
@@ -195,13 +206,16 @@ impl Reader for PostgresReader {
 
     async fn counters(&self) -> DatastoreResult<Vec<RelationshipCounter>> {
         let revision = self.revision;
-        let row = read_retrying(&self.inner, "reading the counters", |client| async move {
-            let statement = client
-                .prepare_cached(
-                    "SELECT counters FROM counter_history WHERE revision <= $1 \
-                     ORDER BY revision DESC LIMIT 1",
-                )
-                .await?;
+        let (inner, sql) = (
+            &self.inner,
+            &format!(
+                "SELECT counters FROM counter_history{} WHERE revision <= $1 \
+                 ORDER BY revision DESC LIMIT 1",
+                self.as_of()
+            ),
+        );
+        let row = read_retrying(inner, "reading the counters", |client| async move {
+            let statement = inner.prepare_read(&client, sql).await?;
             client.query_opt(&statement, &[&revision]).await
         })
         .await?;
@@ -225,15 +239,15 @@ pub(super) struct SchemaMemo {
 
 struct SchemaSpan {
     /// The schema row's revision (0 when none was written).
-    from: i64,
+    from: Rev,
     /// A committed revision at which this schema was still in force.
-    through: i64,
+    through: Rev,
     schema: Option<Arc<StoredSchema>>,
 }
 
 impl SchemaMemo {
     /// The schema at `revision`, when the memo covers it.
-    fn get(&self, revision: i64) -> Option<Option<Arc<StoredSchema>>> {
+    fn get(&self, revision: Rev) -> Option<Option<Arc<StoredSchema>>> {
         let span = lock(&self.span);
         let span = span.as_ref()?;
         (span.from <= revision && revision <= span.through).then(|| span.schema.clone())
@@ -241,7 +255,7 @@ impl SchemaMemo {
 
     /// Records that the schema written at `from` was in force at the
     /// committed revision `through`; keeps the newest span.
-    fn remember(&self, from: i64, through: i64, schema: Option<Arc<StoredSchema>>) {
+    fn remember(&self, from: Rev, through: Rev, schema: Option<Arc<StoredSchema>>) {
         let mut span = lock(&self.span);
         if span.as_ref().is_none_or(|s| through >= s.through) {
             *span = Some(SchemaSpan {

@@ -1,13 +1,19 @@
-//! Owns the SQL the PostgreSQL datastore builds at run time: relationship
+//! Owns the SQL the SQL datastore builds at run time: relationship
 //! filters and key cursors as `WHERE` clauses with numbered parameters, the
-//! visibility rule of a revision, and decoding relationship rows. Fixed
-//! statements live beside the code that runs them; everything that depends
-//! on a request's shape is assembled here, so the rules exist once.
+//! visibility rule of a revision, decoding relationship rows, and `Rev`,
+//! a revision as either engine stores it. Fixed statements live beside the
+//! code that runs them; everything that depends on a request's shape is
+//! assembled here, so the rules exist once. Engine differences come from
+//! `dialect`.
 
+use std::error::Error;
 use std::time::SystemTime;
 
+use bytes::{Buf, BufMut, BytesMut};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+use super::dialect::Dialect;
 
 use crate::datastore::{DatastoreError, DatastoreResult, RelationshipCounter};
 use crate::model::{
@@ -15,8 +21,113 @@ use crate::model::{
     SubjectFilter, SubjectRef,
 };
 
-/// `deleted_revision` of a living version.
-pub const ALIVE: i64 = i64::MAX;
+/// A revision as stored: BIGINT on PostgreSQL (a commit sequence number),
+/// DECIMAL(38,0) on CockroachDB (an HLC packed as `wall << 32 | logical`,
+/// which no INT8 holds). Binds and decodes as either column type, so every
+/// shared statement takes and returns it unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Rev(pub u128);
+
+type BoxError = Box<dyn Error + Sync + Send>;
+
+impl ToSql for Rev {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        if *ty == Type::NUMERIC {
+            encode_numeric(self.0, out);
+            return Ok(IsNull::No);
+        }
+        let value =
+            i64::try_from(self.0).map_err(|_| format!("revision {} exceeds BIGINT", self.0))?;
+        value.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INT8 || *ty == Type::NUMERIC
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Rev {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        if *ty == Type::NUMERIC {
+            return decode_numeric(raw).map(Rev);
+        }
+        let value = i64::from_sql(ty, raw)?;
+        u128::try_from(value)
+            .map(Rev)
+            .map_err(|_| format!("negative revision {value}").into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INT8 || *ty == Type::NUMERIC
+    }
+}
+
+/// NUMERIC's binary form (PostgreSQL's, which CockroachDB's DECIMAL also
+/// speaks): digit count, weight, sign, display scale, then base-10000
+/// digits, most significant first, trailing zero digits omitted.
+fn encode_numeric(value: u128, out: &mut BytesMut) {
+    let mut digits = Vec::new();
+    let mut rest = value;
+    while rest > 0 {
+        digits.push((rest % 10_000) as i16);
+        rest /= 10_000;
+    }
+    digits.reverse();
+    let weight = digits.len().saturating_sub(1) as i16;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    out.put_i16(digits.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(0x0000);
+    out.put_u16(0);
+    for digit in digits {
+        out.put_i16(digit);
+    }
+}
+
+/// The inverse of `encode_numeric`, for non-negative integers only; a
+/// fraction, a sign, NaN or a value past u128 is an error.
+fn decode_numeric(mut raw: &[u8]) -> Result<u128, BoxError> {
+    if raw.len() < 8 {
+        return Err("truncated NUMERIC".into());
+    }
+    let count = raw.get_i16();
+    let weight = raw.get_i16();
+    let sign = raw.get_u16();
+    let _scale = raw.get_u16();
+    if sign != 0x0000 {
+        return Err("a revision must be a non-negative number".into());
+    }
+    let count = usize::try_from(count).map_err(|_| "negative NUMERIC digit count")?;
+    if raw.len() != 2 * count {
+        return Err("truncated NUMERIC digits".into());
+    }
+    let mut value: u128 = 0;
+    for position in 0..count {
+        let digit = raw.get_i16();
+        if !(0..10_000).contains(&digit) {
+            return Err("invalid NUMERIC digit".into());
+        }
+        let power = i32::from(weight) - position as i32;
+        if power < 0 {
+            if digit != 0 {
+                return Err("a revision must be a whole number".into());
+            }
+            continue;
+        }
+        let scaled = 10_000u128
+            .checked_pow(power as u32)
+            .and_then(|p| p.checked_mul(digit as u128))
+            .ok_or("NUMERIC revision out of range")?;
+        value = value
+            .checked_add(scaled)
+            .ok_or("NUMERIC revision out of range")?;
+    }
+    Ok(value)
+}
 
 /// The six columns of a relationship's identity, in key order.
 pub const KEY_COLUMNS: &str =
@@ -30,18 +141,26 @@ pub const RELATIONSHIP_COLUMNS: &str = "namespace, object_id, relation, userset_
 pub type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A statement under construction: its text and its parameters, numbered
-/// as they are pushed.
+/// as they are pushed, in one engine's dialect.
 #[derive(Default)]
 pub struct Statement {
     pub sql: String,
     params: Vec<Param>,
+    dialect: Dialect,
 }
 
 impl Statement {
+    /// A PostgreSQL statement.
+    #[cfg(test)]
     pub fn new(sql: &str) -> Self {
+        Self::in_dialect(Dialect::Postgres, sql)
+    }
+
+    pub fn in_dialect(dialect: Dialect, sql: &str) -> Self {
         Self {
             sql: sql.to_string(),
             params: Vec::new(),
+            dialect,
         }
     }
 
@@ -70,7 +189,7 @@ impl Statement {
     }
 
     /// ` AND` the versions visible at `revision` and not expired at `now`.
-    pub fn visible_at(&mut self, revision: i64, now: SystemTime) {
+    pub fn visible_at(&mut self, revision: Rev, now: SystemTime) {
         let r = self.bind(revision);
         let now = self.bind(now);
         self.push(&format!(
@@ -82,8 +201,9 @@ impl Statement {
     /// ` AND` the living versions (head) not expired at `now`.
     pub fn alive_at(&mut self, now: SystemTime) {
         let now = self.bind(now);
+        let alive = self.dialect.alive();
         self.push(&format!(
-            " AND deleted_revision = {ALIVE} AND (expiration IS NULL OR expiration > {now})"
+            " AND deleted_revision = {alive} AND (expiration IS NULL OR expiration > {now})"
         ));
     }
 
@@ -307,6 +427,97 @@ mod tests {
              AND userset_namespace = $3 AND userset_relation = $4"
         );
         assert_eq!(statement.params().len(), 4);
+    }
+
+    fn numeric(value: u128) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_numeric(value, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn revisions_encode_as_postgres_numeric() {
+        // 0: no digits.
+        assert_eq!(numeric(0), [0, 0, 0, 0, 0, 0, 0, 0]);
+        // 12345678 = 1234 * 10000 + 5678: two digits, weight 1.
+        assert_eq!(
+            numeric(12_345_678),
+            [0, 2, 0, 1, 0, 0, 0, 0, 0x04, 0xd2, 0x16, 0x2e]
+        );
+        // 10000^2: trailing zero digits dropped, weight kept.
+        assert_eq!(numeric(100_000_000), [0, 1, 0, 2, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn revisions_round_trip_through_numeric_and_int8() {
+        let packed_hlc = (1_700_000_000_123_456_789u128 << 32) | 4_294_967_295;
+        for value in [
+            0,
+            1,
+            9_999,
+            10_000,
+            12_345_678,
+            i64::MAX as u128,
+            packed_hlc,
+            10u128.pow(38) - 1,
+        ] {
+            let mut out = BytesMut::new();
+            Rev(value)
+                .to_sql(&Type::NUMERIC, &mut out)
+                .expect("encodes");
+            assert_eq!(
+                Rev::from_sql(&Type::NUMERIC, &out).expect("decodes"),
+                Rev(value)
+            );
+        }
+        let mut out = BytesMut::new();
+        Rev(42).to_sql(&Type::INT8, &mut out).expect("fits INT8");
+        assert_eq!(Rev::from_sql(&Type::INT8, &out).expect("decodes"), Rev(42));
+        assert!(
+            Rev(packed_hlc)
+                .to_sql(&Type::INT8, &mut BytesMut::new())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn numeric_revisions_reject_fractions_signs_and_garbage() {
+        // 1.5: digits [1, 5000], weight 0, scale 1.
+        let fraction = [0, 2, 0, 0, 0, 0, 0, 1, 0, 1, 0x13, 0x88];
+        assert!(decode_numeric(&fraction).is_err());
+        // 1.0 with a zero fractional digit is whole.
+        assert_eq!(
+            decode_numeric(&[0, 2, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0]).ok(),
+            Some(1)
+        );
+        let negative = [0, 1, 0, 0, 0x40, 0, 0, 0, 0, 1];
+        assert!(decode_numeric(&negative).is_err());
+        let nan = [0, 0, 0, 0, 0xc0, 0, 0, 0];
+        assert!(decode_numeric(&nan).is_err());
+        assert!(decode_numeric(&[0, 1]).is_err(), "truncated header");
+        assert!(
+            decode_numeric(&[0, 2, 0, 0, 0, 0, 0, 0, 0, 1]).is_err(),
+            "truncated digits"
+        );
+        let huge = [0, 1, 0, 40, 0, 0, 0, 0, 0, 1];
+        assert!(decode_numeric(&huge).is_err(), "past u128");
+    }
+
+    #[test]
+    fn cockroach_statements_use_its_sentinel() {
+        let mut statement = Statement::in_dialect(
+            Dialect::Cockroach,
+            "SELECT 1 FROM relation_tuple WHERE TRUE",
+        );
+        statement.alive_at(SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            statement.sql,
+            format!(
+                "SELECT 1 FROM relation_tuple WHERE TRUE AND deleted_revision = {} \
+                 AND (expiration IS NULL OR expiration > $1)",
+                "9".repeat(38)
+            )
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! Owns the PostgreSQL write transactions: a `WriteBatch` (preconditions,
-//! counter changes, the filter delete, updates, schema) and a bulk load
-//! through COPY. Each runs in one transaction that first takes the next
-//! revision from `revision_counter` (its row lock orders commits), is
-//! retried with jittered backoff when PostgreSQL reports a serialization
-//! failure or deadlock, and is acknowledged only after COMMIT returns.
+//! Owns the SQL write transactions: a `WriteBatch` (preconditions, counter
+//! changes, the filter delete, updates, schema) and a bulk load (COPY on
+//! PostgreSQL; chunked `INSERT … SELECT FROM unnest` on CockroachDB, which
+//! has neither binary COPY nor temporary tables by default). Each runs in
+//! one transaction that first takes its revision (PostgreSQL: the next one
+//! from `revision_counter`, whose row lock orders commits; CockroachDB:
+//! `cluster_logical_timestamp()`, which pins the commit timestamp), ends
+//! (CockroachDB) by upserting its overlap keys, is retried with jittered
+//! backoff on a serialization failure or deadlock, and is acknowledged
+//! only after COMMIT returns.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -14,8 +18,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error as PgError, Row};
 
-use super::error::{MAX_ATTEMPTS, backoff, from_pg, is_retryable};
-use super::sql::{self, ALIVE, KEY_COLUMNS, Statement};
+use super::dialect::{self, CLUSTER_TIMESTAMP, Dialect, UPSERT_OVERLAP_KEYS};
+use super::error::{backoff, from_pg, is_retryable};
+use super::sql::{self, KEY_COLUMNS, Rev, Statement};
 use super::{Inner, from_db};
 use crate::datastore::update_plan::{self, Change, Living};
 use crate::datastore::{
@@ -94,8 +99,8 @@ impl CachedStatements for Transaction<'_> {
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or loses
-/// `MAX_ATTEMPTS` serialization races.
-async fn retrying<T, F, Fut>(mut attempt: F) -> DatastoreResult<T>
+/// `max_attempts` serialization races.
+async fn retrying<T, F, Fut>(max_attempts: u32, mut attempt: F) -> DatastoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = DatastoreResult<T>>,
@@ -104,7 +109,7 @@ where
     loop {
         tries += 1;
         match attempt().await {
-            Err(e) if is_retryable(&e) && tries < MAX_ATTEMPTS => {
+            Err(e) if is_retryable(&e) && tries < max_attempts => {
                 tokio::time::sleep(backoff(tries)).await;
             }
             other => return other,
@@ -114,8 +119,9 @@ where
 
 /// Applies a batch atomically at a new revision.
 pub(super) async fn write(inner: &Inner, batch: WriteBatch) -> DatastoreResult<WriteOutcome> {
-    let outcome = retrying(|| write_once(inner, &batch)).await?;
-    inner.saw_head(i64::try_from(outcome.revision.0).unwrap_or(i64::MAX));
+    let overlap = inner.cockroach.overlap.keys(&batch);
+    let outcome = retrying(inner.max_attempts, || write_once(inner, &batch, &overlap)).await?;
+    inner.saw_head(Rev(outcome.revision.0));
     Ok(outcome)
 }
 
@@ -125,21 +131,73 @@ pub(super) async fn bulk_load(
     relationships: Vec<Relationship>,
     metadata: TransactionMetadata,
 ) -> DatastoreResult<WriteOutcome> {
-    let outcome = retrying(|| bulk_load_once(inner, &relationships, &metadata)).await?;
-    inner.saw_head(i64::try_from(outcome.revision.0).unwrap_or(i64::MAX));
+    let outcome = match inner.dialect {
+        Dialect::Postgres => {
+            retrying(inner.max_attempts, || {
+                bulk_load_once(inner, &relationships, &metadata)
+            })
+            .await?
+        }
+        Dialect::Cockroach => {
+            let overlap = inner.cockroach.overlap.keys_for_load(&relationships);
+            retrying(inner.max_attempts, || {
+                bulk_insert_once(inner, &relationships, &metadata, &overlap)
+            })
+            .await?
+        }
+    };
+    inner.saw_head(Rev(outcome.revision.0));
     Ok(outcome)
 }
 
-/// The revision a transaction writes, and when it commits.
-struct Stamp {
-    revision: i64,
+/// The revision a transaction writes, when it commits, and the keys it
+/// upserts last (CockroachDB's overlap keys; none on PostgreSQL).
+struct Stamp<'k> {
+    revision: Rev,
     committed_at: SystemTime,
+    overlap: &'k [String],
+}
+
+/// Takes the transaction's revision in the engine's way.
+async fn stamp<'k>(
+    inner: &Inner,
+    tx: &Transaction<'_>,
+    now: SystemTime,
+    overlap: &'k [String],
+) -> DatastoreResult<Stamp<'k>> {
+    match inner.dialect {
+        Dialect::Postgres => next_revision(tx, now).await,
+        Dialect::Cockroach => commit_timestamp(tx, overlap).await,
+    }
+}
+
+/// Pins the CockroachDB transaction's commit timestamp and takes it as the
+/// revision: the transaction commits exactly there or fails with a
+/// retryable error (40001), never elsewhere, so rows stamped with it are
+/// stamped with their commit timestamp.
+async fn commit_timestamp<'k>(
+    tx: &Transaction<'_>,
+    overlap: &'k [String],
+) -> DatastoreResult<Stamp<'k>> {
+    let row = tx
+        .query_one(CLUSTER_TIMESTAMP, &[])
+        .await
+        .map_err(|e| from_pg("taking a revision", e))?;
+    let text: String = row
+        .try_get(0)
+        .map_err(|e| DatastoreError::Internal(format!("reading the commit timestamp: {e}")))?;
+    let revision = dialect::parse_hlc(&text).map_err(DatastoreError::Internal)?;
+    Ok(Stamp {
+        revision,
+        committed_at: dialect::wall_time(revision),
+        overlap,
+    })
 }
 
 /// Takes the next revision. The row lock this takes is held to COMMIT, so
 /// writers commit one at a time and in revision order; commit times never
 /// decrease, whatever the writers' clocks say.
-async fn next_revision(tx: &Transaction<'_>, now: SystemTime) -> DatastoreResult<Stamp> {
+async fn next_revision(tx: &Transaction<'_>, now: SystemTime) -> DatastoreResult<Stamp<'static>> {
     let row = tx
         .cached_query_one(
             "UPDATE revision_counter SET revision = revision + 1, \
@@ -151,13 +209,15 @@ async fn next_revision(tx: &Transaction<'_>, now: SystemTime) -> DatastoreResult
     Ok(Stamp {
         revision: row.get(0),
         committed_at: row.get(1),
+        overlap: &[],
     })
 }
 
-/// Records the revision in the log and commits.
+/// Records the revision in the log, upserts the overlap keys (the last
+/// statement, as new-enemy safety needs on CockroachDB) and commits.
 async fn finish(
     tx: Transaction<'_>,
-    stamp: &Stamp,
+    stamp: &Stamp<'_>,
     metadata: &TransactionMetadata,
     schema_changed: bool,
 ) -> DatastoreResult<()> {
@@ -174,20 +234,30 @@ async fn finish(
     )
     .await
     .map_err(|e| from_pg("logging the transaction", e))?;
+    if !stamp.overlap.is_empty() {
+        tx.execute(UPSERT_OVERLAP_KEYS, &[&stamp.overlap, &stamp.revision])
+            .await
+            .map_err(|e| from_pg("upserting the overlap keys", e))?;
+    }
     tx.commit()
         .await
         .map_err(|e| from_pg("committing the write", e))
 }
 
-async fn write_once(inner: &Inner, batch: &WriteBatch) -> DatastoreResult<WriteOutcome> {
+async fn write_once(
+    inner: &Inner,
+    batch: &WriteBatch,
+    overlap: &[String],
+) -> DatastoreResult<WriteOutcome> {
     let mut client = inner.write_client().await?;
     let tx = client
         .transaction()
         .await
         .map_err(|e| from_pg("starting a write", e))?;
     let now = inner.clock.now();
-    let stamp = next_revision(&tx, now).await?;
-    check_preconditions(&tx, &batch.preconditions, now).await?;
+    let stamp = stamp(inner, &tx, now, overlap).await?;
+    let dialect = inner.dialect;
+    check_preconditions(&tx, dialect, &batch.preconditions, now).await?;
     let counters = if batch.counters.is_empty() {
         None
     } else {
@@ -196,10 +266,10 @@ async fn write_once(inner: &Inner, batch: &WriteBatch) -> DatastoreResult<WriteO
     };
     let mut seq = 0;
     let (deleted_by_filter, partial) = match &batch.delete_by_filter {
-        Some(delete) => delete_by_filter(&tx, delete, &stamp, now, &mut seq).await?,
+        Some(delete) => delete_by_filter(&tx, dialect, delete, &stamp, now, &mut seq).await?,
         None => (0, false),
     };
-    apply_updates(&tx, &batch.updates, &stamp, now, &mut seq).await?;
+    apply_updates(&tx, dialect, &batch.updates, &stamp, now, &mut seq).await?;
     if let Some(counters) = &counters {
         tx.cached_execute(
             "INSERT INTO counter_history (revision, counters) VALUES ($1, $2)",
@@ -221,7 +291,7 @@ async fn write_once(inner: &Inner, batch: &WriteBatch) -> DatastoreResult<WriteO
 
 async fn write_schema(
     tx: &Transaction<'_>,
-    stamp: &Stamp,
+    stamp: &Stamp<'_>,
     schema: &StoredSchema,
 ) -> DatastoreResult<()> {
     tx.cached_execute(
@@ -251,11 +321,13 @@ async fn registered_counters(tx: &Transaction<'_>) -> DatastoreResult<Vec<Relati
 /// The first failing precondition (by position) fails the write.
 async fn check_preconditions(
     tx: &Transaction<'_>,
+    dialect: Dialect,
     preconditions: &[Precondition],
     now: SystemTime,
 ) -> DatastoreResult<()> {
     for (index, precondition) in preconditions.iter().enumerate() {
-        let mut statement = Statement::new("SELECT 1 FROM relation_tuple WHERE TRUE");
+        let mut statement =
+            Statement::in_dialect(dialect, "SELECT 1 FROM relation_tuple WHERE TRUE");
         statement.alive_at(now);
         statement.filter(&precondition.filter);
         statement.push(" LIMIT 1");
@@ -279,18 +351,22 @@ async fn check_preconditions(
 /// one statement counts one past the limit and deletes up to it.
 async fn delete_by_filter(
     tx: &Transaction<'_>,
+    dialect: Dialect,
     delete: &DeleteByFilter,
-    stamp: &Stamp,
+    stamp: &Stamp<'_>,
     now: SystemTime,
     seq: &mut i32,
 ) -> DatastoreResult<(usize, bool)> {
     let limit = delete
         .limit
         .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
-    let mut statement = Statement::new(&format!(
-        "WITH victims AS (SELECT {KEY_COLUMNS}, created_revision, \
-         row_number() OVER (ORDER BY {KEY_COLUMNS}) AS n FROM relation_tuple WHERE TRUE"
-    ));
+    let mut statement = Statement::in_dialect(
+        dialect,
+        &format!(
+            "WITH victims AS (SELECT {KEY_COLUMNS}, created_revision, \
+             row_number() OVER (ORDER BY {KEY_COLUMNS}) AS n FROM relation_tuple WHERE TRUE"
+        ),
+    );
     statement.alive_at(now);
     statement.filter(&delete.filter);
     let probe = statement.bind(limit.saturating_add(1));
@@ -300,7 +376,7 @@ async fn delete_by_filter(
     statement.push(&format!(
         " ORDER BY {KEY_COLUMNS} LIMIT {probe}), \
          deleted AS (UPDATE relation_tuple t SET deleted_revision = {revision}, \
-           deleted_seq = {first_seq} + v.n::integer - 1 \
+           deleted_seq = {first_seq}::INT4 + v.n::INT4 - 1 \
            FROM victims v WHERE v.n <= {limit_param} \
            AND ({}) = ({}) AND t.created_revision = v.created_revision \
            RETURNING 1) \
@@ -398,7 +474,7 @@ fn bind_keys(
 ) -> String {
     let mut arrays: Vec<String> = columns
         .into_iter()
-        .map(|c| format!("{}::text[]", statement.bind(c)))
+        .map(|c| format!("{}::TEXT[]", statement.bind(c)))
         .collect();
     let mut names: Vec<String> = KEY_COLUMNS.split(", ").map(|c| format!("k_{c}")).collect();
     for (param, ty, name) in extra {
@@ -421,18 +497,19 @@ fn keys_join() -> String {
 /// whether each has expired.
 async fn living_versions(
     tx: &Transaction<'_>,
-    updates: &[RelationshipUpdate],
+    dialect: Dialect,
+    keys: &[RelationshipKey],
     now: SystemTime,
 ) -> DatastoreResult<HashMap<RelationshipKey, bool>> {
-    let keys: Vec<RelationshipKey> = updates.iter().map(|u| u.relationship.key()).collect();
-    let mut statement = Statement::new("SELECT ");
+    let mut statement = Statement::in_dialect(dialect, "SELECT ");
     let source = bind_keys(&mut statement, key_arrays(keys.iter()), Vec::new());
     let now = statement.bind(now);
     statement.push(&format!(
         "{}, (t.expiration IS NOT NULL AND t.expiration <= {now}) FROM {source} \
-         JOIN relation_tuple t ON {} AND t.deleted_revision = {ALIVE}",
+         JOIN relation_tuple t ON {} AND t.deleted_revision = {}",
         prefixed("t", KEY_COLUMNS),
         keys_join(),
+        dialect.alive(),
     ));
     let rows = tx
         .cached_query(&statement.sql, &statement.params())
@@ -446,42 +523,46 @@ async fn living_versions(
 
 async fn apply_updates(
     tx: &Transaction<'_>,
+    dialect: Dialect,
     updates: &[RelationshipUpdate],
-    stamp: &Stamp,
+    stamp: &Stamp<'_>,
     now: SystemTime,
     seq: &mut i32,
 ) -> DatastoreResult<()> {
     if updates.is_empty() {
         return Ok(());
     }
-    let living = living_versions(tx, updates, now).await?;
+    let keys: Vec<RelationshipKey> = updates.iter().map(|u| u.relationship.key()).collect();
+    let living = living_versions(tx, dialect, &keys, now).await?;
     let plan = plan_updates(updates, &living, seq)?;
-    retire(tx, &plan.retire, stamp).await?;
+    retire(tx, dialect, &plan.retire, stamp).await?;
     let inserts: Vec<(&Relationship, i32)> = plan.insert;
-    insert(tx, &inserts, stamp).await
+    insert(tx, dialect, &inserts, stamp).await
 }
 
 /// Marks living versions deleted at this revision.
 async fn retire(
     tx: &Transaction<'_>,
+    dialect: Dialect,
     retire: &[(RelationshipKey, Option<i32>)],
-    stamp: &Stamp,
+    stamp: &Stamp<'_>,
 ) -> DatastoreResult<()> {
     if retire.is_empty() {
         return Ok(());
     }
     let seqs: Vec<Option<i32>> = retire.iter().map(|(_, s)| *s).collect();
-    let mut statement = Statement::new("UPDATE relation_tuple t SET ");
+    let mut statement = Statement::in_dialect(dialect, "UPDATE relation_tuple t SET ");
     let source = bind_keys(
         &mut statement,
         key_arrays(retire.iter().map(|(k, _)| k)),
-        vec![(Box::new(seqs), "integer[]", "seq")],
+        vec![(Box::new(seqs), "INT4[]", "seq")],
     );
     let revision = statement.bind(stamp.revision);
     statement.push(&format!(
         "deleted_revision = {revision}, deleted_seq = k.seq FROM {source} \
-         WHERE {} AND t.deleted_revision = {ALIVE}",
-        keys_join()
+         WHERE {} AND t.deleted_revision = {}",
+        keys_join(),
+        dialect.alive(),
     ));
     tx.cached_execute(&statement.sql, &statement.params())
         .await
@@ -492,8 +573,9 @@ async fn retire(
 /// Inserts new versions created at this revision.
 async fn insert(
     tx: &Transaction<'_>,
+    dialect: Dialect,
     inserts: &[(&Relationship, i32)],
-    stamp: &Stamp,
+    stamp: &Stamp<'_>,
 ) -> DatastoreResult<()> {
     if inserts.is_empty() {
         return Ok(());
@@ -503,29 +585,30 @@ async fn insert(
         .iter()
         .map(|(r, _)| r.caveat.as_ref().map(|c| c.name.clone()))
         .collect();
-    let contexts: Vec<Option<serde_json::Value>> = inserts
-        .iter()
-        .map(|(r, _)| sql::caveat_context(r))
-        .collect();
+    let contexts = caveat_contexts(dialect, inserts.iter().map(|(r, _)| *r));
     let expirations: Vec<Option<SystemTime>> = inserts.iter().map(|(r, _)| r.expires_at).collect();
     let seqs: Vec<i32> = inserts.iter().map(|(_, s)| *s).collect();
-    let mut statement = Statement::new(&format!(
-        "INSERT INTO relation_tuple ({KEY_COLUMNS}, caveat_name, caveat_context, expiration, \
-         created_revision, created_seq) SELECT "
-    ));
+    let mut statement = Statement::in_dialect(
+        dialect,
+        &format!(
+            "INSERT INTO relation_tuple ({KEY_COLUMNS}, caveat_name, caveat_context, expiration, \
+             created_revision, created_seq) SELECT "
+        ),
+    );
+    let (context_array, context) = dialect.json_array();
     let source = bind_keys(
         &mut statement,
         key_arrays(keys.iter()),
         vec![
-            (Box::new(caveats), "text[]", "caveat_name"),
-            (Box::new(contexts), "jsonb[]", "caveat_context"),
-            (Box::new(expirations), "timestamptz[]", "expiration"),
-            (Box::new(seqs), "integer[]", "seq"),
+            (Box::new(caveats), "TEXT[]", "caveat_name"),
+            (contexts, context_array, "caveat_context"),
+            (Box::new(expirations), "TIMESTAMPTZ[]", "expiration"),
+            (Box::new(seqs), "INT4[]", "seq"),
         ],
     );
-    let revision = statement.bind(stamp.revision);
+    let revision = dialect.revision_param(&statement.bind(stamp.revision));
     statement.push(&format!(
-        "{}, caveat_name, caveat_context, expiration, {revision}, seq FROM {source}",
+        "{}, caveat_name, {context}, expiration, {revision}, seq FROM {source}",
         KEY_COLUMNS
             .split(", ")
             .map(|c| format!("k_{c}"))
@@ -536,6 +619,88 @@ async fn insert(
         .await
         .map_err(|e| from_pg("inserting relationships", e))?;
     Ok(())
+}
+
+/// The caveat contexts of `relationships` bound as the dialect's array
+/// (`Dialect::json_array`): JSONB values, or their text on CockroachDB.
+fn caveat_contexts<'r>(
+    dialect: Dialect,
+    relationships: impl Iterator<Item = &'r Relationship>,
+) -> sql::Param {
+    let contexts = relationships.map(sql::caveat_context);
+    match dialect {
+        Dialect::Postgres => Box::new(contexts.collect::<Vec<_>>()),
+        Dialect::Cockroach => Box::new(
+            contexts
+                .map(|c| c.map(|value| value.to_string()))
+                .collect::<Vec<Option<String>>>(),
+        ),
+    }
+}
+
+/// Relationships per statement of a CockroachDB bulk load: large enough
+/// that round trips do not dominate, small enough for one statement's
+/// arrays to stay far below CockroachDB's message limits.
+const BULK_CHUNK: usize = 1_000;
+
+/// A bulk load on CockroachDB, in one transaction: the first relationship
+/// (in key order) loaded twice or already living fails it as on
+/// PostgreSQL; living but expired versions are retired; the rest is
+/// inserted in chunks of `BULK_CHUNK` through `unnest`.
+async fn bulk_insert_once(
+    inner: &Inner,
+    relationships: &[Relationship],
+    metadata: &TransactionMetadata,
+    overlap: &[String],
+) -> DatastoreResult<WriteOutcome> {
+    if let Some(twice) = first_duplicate(relationships) {
+        return Err(DatastoreError::AlreadyExists(Box::new(twice)));
+    }
+    let dialect = inner.dialect;
+    let mut client = inner.write_client().await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| from_pg("starting a bulk load", e))?;
+    let now = inner.clock.now();
+    let stamp = stamp(inner, &tx, now, overlap).await?;
+    let mut expired = Vec::new();
+    let mut existing: Option<RelationshipKey> = None;
+    for chunk in relationships.chunks(BULK_CHUNK) {
+        let keys: Vec<RelationshipKey> = chunk.iter().map(Relationship::key).collect();
+        for (key, expired_now) in living_versions(&tx, dialect, &keys, now).await? {
+            if expired_now {
+                expired.push((key, None));
+            } else if existing.as_ref().is_none_or(|first| key < *first) {
+                existing = Some(key);
+            }
+        }
+    }
+    if let Some(key) = existing {
+        return Err(DatastoreError::AlreadyExists(Box::new(key)));
+    }
+    for chunk in expired.chunks(BULK_CHUNK) {
+        retire(&tx, dialect, chunk, &stamp).await?;
+    }
+    let numbered: Vec<(&Relationship, i32)> = relationships.iter().zip(0..).collect();
+    for chunk in numbered.chunks(BULK_CHUNK) {
+        insert(&tx, dialect, chunk, &stamp).await?;
+    }
+    finish(tx, &stamp, metadata, false).await?;
+    Ok(WriteOutcome {
+        revision: from_db(stamp.revision),
+        deleted_by_filter: 0,
+        partial: false,
+    })
+}
+
+/// The first key (in key order) that occurs twice.
+fn first_duplicate(relationships: &[Relationship]) -> Option<RelationshipKey> {
+    let mut keys: Vec<RelationshipKey> = relationships.iter().map(Relationship::key).collect();
+    keys.sort_unstable();
+    keys.windows(2)
+        .find(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0].clone())
 }
 
 /// Column types of the COPY staging table, in its column order.
@@ -563,7 +728,7 @@ async fn bulk_load_once(
         .await
         .map_err(|e| from_pg("starting a bulk load", e))?;
     let now = inner.clock.now();
-    let stamp = next_revision(&tx, now).await?;
+    let stamp = stamp(inner, &tx, now, &[]).await?;
     tx.batch_execute(
         "CREATE TEMPORARY TABLE bulk_staging (\
            namespace TEXT COLLATE \"C\", object_id TEXT COLLATE \"C\", relation TEXT COLLATE \"C\", \
@@ -578,8 +743,9 @@ async fn bulk_load_once(
     let staged = prefixed("s", KEY_COLUMNS);
     let retire_expired = format!(
         "UPDATE relation_tuple t SET deleted_revision = $1 FROM bulk_staging s \
-         WHERE ({}) = ({staged}) AND t.deleted_revision = {ALIVE}",
-        prefixed("t", KEY_COLUMNS)
+         WHERE ({}) = ({staged}) AND t.deleted_revision = {}",
+        prefixed("t", KEY_COLUMNS),
+        Dialect::Postgres.alive(),
     );
     tx.execute(&retire_expired, &[&stamp.revision])
         .await
@@ -650,11 +816,12 @@ async fn reject_existing(tx: &Transaction<'_>, now: SystemTime) -> DatastoreResu
     );
     let living = format!(
         "SELECT {} FROM bulk_staging s JOIN relation_tuple t ON ({}) = ({}) \
-         AND t.deleted_revision = {ALIVE} AND (t.expiration IS NULL OR t.expiration > $1) \
+         AND t.deleted_revision = {} AND (t.expiration IS NULL OR t.expiration > $1) \
          ORDER BY {} LIMIT 1",
         prefixed("s", KEY_COLUMNS),
         prefixed("t", KEY_COLUMNS),
         prefixed("s", KEY_COLUMNS),
+        Dialect::Postgres.alive(),
         prefixed("s", KEY_COLUMNS),
     );
     let duplicate = tx
