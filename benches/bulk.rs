@@ -28,7 +28,6 @@ use server::{TestServer as Server, authed};
 use trellis::api::proto::v1;
 use trellis::api::proto::v1::permissions_service_client::PermissionsServiceClient;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
-use trellis::workload;
 
 const SCHEMA: &str = include_str!("../schema-examples/social-network.zed");
 /// Seeds the network; any fixed value will do.
@@ -56,26 +55,11 @@ async fn start() -> Server {
 
 /// The network as import messages.
 fn messages(n: usize) -> Vec<v1::ImportBulkRelationshipsRequest> {
-    let relationships: Vec<v1::Relationship> = workload::social_network(n, SEED)
-        .iter()
-        .map(Into::into)
-        .collect();
-    relationships
-        .chunks(IMPORT_BATCH)
-        .map(|chunk| v1::ImportBulkRelationshipsRequest {
-            relationships: chunk.to_vec(),
-        })
-        .collect()
+    server::import_messages(n, SEED, IMPORT_BATCH)
 }
 
-/// One import call; returns how many were loaded.
 async fn import(server: &Server, messages: Vec<v1::ImportBulkRelationshipsRequest>) -> u64 {
-    PermissionsServiceClient::new(server.channel.clone())
-        .import_bulk_relationships(authed(tokio_stream::iter(messages)))
-        .await
-        .expect("import succeeds")
-        .into_inner()
-        .num_loaded
+    server::import(server.channel.clone(), messages).await
 }
 
 /// One export of everything; returns how many came back.

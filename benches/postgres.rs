@@ -30,8 +30,8 @@ use criterion::{BatchSize, Criterion, Throughput};
 use server::{TestServer, authed};
 use trellis::api::proto::v1;
 use trellis::config::Config;
+use trellis::datastore::Datastore;
 use trellis::datastore::postgres::{PostgresConfig, PostgresDatastore};
-use trellis::datastore::{Datastore, RevisionConfig, SystemClock};
 use trellis::model::{Consistency, RelationshipUpdate, UpdateOperation, parse_relationship};
 use trellis::service::{CheckParams, Limits, WriteParams};
 use trellis::workload::{self, SocialShape, SplitMix64};
@@ -41,26 +41,12 @@ const SEED: u64 = 1_000_000;
 const IMPORT_BATCH: usize = 1_000;
 
 async fn fresh(cluster: &postgres::Cluster) -> (PostgresConfig, Arc<PostgresDatastore>) {
-    let pg = cluster.fresh_database().await;
-    PostgresDatastore::migrate(&pg).await.expect("migrate");
-    let datastore =
-        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
-            .await
-            .expect("connect");
+    let (pg, datastore) = cluster.default_datastore().await;
     (pg, Arc::new(datastore))
 }
 
 fn messages(n: usize) -> Vec<v1::ImportBulkRelationshipsRequest> {
-    let relationships: Vec<v1::Relationship> = workload::social_network(n, SEED)
-        .iter()
-        .map(Into::into)
-        .collect();
-    relationships
-        .chunks(IMPORT_BATCH)
-        .map(|chunk| v1::ImportBulkRelationshipsRequest {
-            relationships: chunk.to_vec(),
-        })
-        .collect()
+    server::import_messages(n, SEED, IMPORT_BATCH)
 }
 
 /// A server over a fresh database with the social-network schema.
@@ -77,12 +63,7 @@ async fn server(cluster: &postgres::Cluster) -> TestServer {
 }
 
 async fn import(server: &TestServer, messages: Vec<v1::ImportBulkRelationshipsRequest>) -> u64 {
-    v1::permissions_service_client::PermissionsServiceClient::new(server.channel.clone())
-        .import_bulk_relationships(authed(tokio_stream::iter(messages)))
-        .await
-        .expect("import succeeds")
-        .into_inner()
-        .num_loaded
+    server::import(server.channel.clone(), messages).await
 }
 
 fn bench_import(

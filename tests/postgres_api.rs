@@ -13,7 +13,10 @@ use futures::StreamExt;
 use tonic::Code;
 
 use common::postgres;
-use common::server::{TestServer, authed, free_addr, get, relationship, update};
+use common::server::{
+    TestServer, at_least_as_fresh, authed, check_doc_view, free_addr, fully_consistent, get,
+    relationship, update,
+};
 use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::postgres::PostgresDatastore;
@@ -26,13 +29,7 @@ use trellis::service::{CheckParams, Limits, Permissionship, WriteParams};
 use trellis::validationfile;
 
 async fn migrated(cluster: &postgres::Cluster) -> Arc<PostgresDatastore> {
-    let pg = cluster.fresh_database().await;
-    PostgresDatastore::migrate(&pg).await.expect("migrate");
-    let datastore =
-        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
-            .await
-            .expect("connect");
-    Arc::new(datastore)
+    Arc::new(cluster.default_datastore().await.1)
 }
 
 /// Runs one validation file on a fresh database.
@@ -84,25 +81,7 @@ async fn every_validation_file_passes_on_postgres() {
 const SCHEMA: &str = "definition user {}\n\ndefinition doc {\n\trelation viewer: user\n\tpermission view = viewer\n}";
 
 fn check_request(doc: &str, user: &str, token: Option<v1::ZedToken>) -> v1::CheckPermissionRequest {
-    let consistency = token.map(|t| v1::Consistency {
-        requirement: Some(v1::consistency::Requirement::AtLeastAsFresh(t)),
-    });
-    v1::CheckPermissionRequest {
-        consistency,
-        resource: Some(v1::ObjectReference {
-            object_type: "doc".into(),
-            object_id: doc.into(),
-        }),
-        permission: "view".into(),
-        subject: Some(v1::SubjectReference {
-            object: Some(v1::ObjectReference {
-                object_type: "user".into(),
-                object_id: user.into(),
-            }),
-            optional_relation: String::new(),
-        }),
-        ..Default::default()
-    }
+    check_doc_view(doc, user, at_least_as_fresh(token))
 }
 
 async fn health(server: &TestServer) -> i32 {
@@ -200,9 +179,7 @@ async fn serves_over_grpc_once_the_database_is_migrated() {
                 resource_type: "doc".into(),
                 ..Default::default()
             }),
-            consistency: Some(v1::Consistency {
-                requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
-            }),
+            consistency: fully_consistent(),
             ..Default::default()
         }))
         .await
@@ -289,13 +266,8 @@ async fn datastore_metrics_are_scraped() {
     let Some(cluster) = postgres::shared() else {
         return;
     };
-    let pg = cluster.fresh_database().await;
-    PostgresDatastore::migrate(&pg).await.expect("migrate");
-    let datastore = Arc::new(Metered::new(
-        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
-            .await
-            .expect("connect"),
-    ));
+    let (pg, datastore) = cluster.default_datastore().await;
+    let datastore = Arc::new(Metered::new(datastore));
     let collector = spawn_garbage_collector(Arc::downgrade(&datastore), Duration::from_millis(50));
     let maintenance = datastore.inner().spawn_pool_maintenance(&pg);
     let metrics_addr = free_addr().await;

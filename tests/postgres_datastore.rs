@@ -14,11 +14,7 @@ use trellis::datastore::{DatastoreError, ManualClock, RevisionConfig, SystemCloc
 
 async fn datastore(config: RevisionConfig, clock: Arc<ManualClock>) -> PostgresDatastore {
     let cluster = postgres::shared().expect("checked by `available`");
-    let pg = cluster.fresh_database().await;
-    PostgresDatastore::migrate(&pg).await.expect("migrate");
-    PostgresDatastore::connect(&pg, config, clock)
-        .await
-        .expect("connect")
+    cluster.migrated_datastore(config, clock).await.1
 }
 
 trellis::datastore_conformance_tests!(datastore, available = postgres::shared().is_some());

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use tonic::Code;
 
 use common::postgres::Cluster;
-use common::server::{TestServer, authed, update};
+use common::server::{TestServer, authed, check_doc_view, fully_consistent, update};
 use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::postgres::PostgresDatastore;
@@ -36,12 +36,6 @@ struct Observed {
     unexpected: Vec<String>,
 }
 
-fn fully_consistent() -> Option<v1::Consistency> {
-    Some(v1::Consistency {
-        requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
-    })
-}
-
 async fn write(channel: tonic::transport::Channel, text: &str) -> Result<(), tonic::Status> {
     let mut client = v1::permissions_service_client::PermissionsServiceClient::new(channel);
     client
@@ -56,22 +50,7 @@ async fn write(channel: tonic::transport::Channel, text: &str) -> Result<(), ton
 async fn check(channel: tonic::transport::Channel, doc: &str) -> Result<(), tonic::Status> {
     let mut client = v1::permissions_service_client::PermissionsServiceClient::new(channel);
     client
-        .check_permission(authed(v1::CheckPermissionRequest {
-            consistency: fully_consistent(),
-            resource: Some(v1::ObjectReference {
-                object_type: "doc".into(),
-                object_id: doc.into(),
-            }),
-            permission: "view".into(),
-            subject: Some(v1::SubjectReference {
-                object: Some(v1::ObjectReference {
-                    object_type: "user".into(),
-                    object_id: "ann".into(),
-                }),
-                optional_relation: String::new(),
-            }),
-            ..Default::default()
-        }))
+        .check_permission(authed(check_doc_view(doc, "ann", fully_consistent())))
         .await
         .map(|_| ())
 }

@@ -23,8 +23,7 @@ use trellis::api::proto::v1::relationship_update::Operation;
 use trellis::api::proto::v1::schema_service_client::SchemaServiceClient;
 use trellis::api::proto::v1::watch_service_client::WatchServiceClient;
 use trellis::config::Config;
-use trellis::datastore::postgres::PostgresDatastore;
-use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::datastore::RevisionConfig;
 use trellis::service::WatchSettings;
 
 const SCHEMA: &str = "definition user {}
@@ -216,12 +215,7 @@ async fn concurrent_writes_on_postgres_are_reported_once_and_every_token_resumes
     let Some(cluster) = postgres::shared() else {
         return;
     };
-    let pg = cluster.fresh_database().await;
-    PostgresDatastore::migrate(&pg).await.expect("migrate");
-    let datastore =
-        PostgresDatastore::connect(&pg, RevisionConfig::default(), Arc::new(SystemClock))
-            .await
-            .expect("connect");
+    let (_, datastore) = cluster.default_datastore().await;
     concurrent_writes_scenario(
         TestServer::start_with(Arc::new(datastore), Config::default()).await,
     )

@@ -16,7 +16,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use trellis::datastore::postgres::{PoolSettings, PostgresConfig};
+use std::sync::Arc;
+
+use trellis::datastore::postgres::{PoolSettings, PostgresConfig, PostgresDatastore};
+use trellis::datastore::{Clock, RevisionConfig, SystemClock};
 
 /// A running cluster.
 pub struct Cluster {
@@ -226,6 +229,27 @@ impl Cluster {
         drop(client);
         let _ = task.await;
         self.config(&name)
+    }
+
+    /// A fresh, migrated database and a datastore connected to it, reading
+    /// time from `clock` with revision settings `revisions`.
+    pub async fn migrated_datastore(
+        &self,
+        revisions: RevisionConfig,
+        clock: Arc<dyn Clock>,
+    ) -> (PostgresConfig, PostgresDatastore) {
+        let pg = self.fresh_database().await;
+        PostgresDatastore::migrate(&pg).await.expect("migrate");
+        let datastore = PostgresDatastore::connect(&pg, revisions, clock)
+            .await
+            .expect("connect");
+        (pg, datastore)
+    }
+
+    /// A fresh, migrated database with default settings and the system clock.
+    pub async fn default_datastore(&self) -> (PostgresConfig, PostgresDatastore) {
+        self.migrated_datastore(RevisionConfig::default(), Arc::new(SystemClock))
+            .await
     }
 
     /// A datastore config for `database`.

@@ -134,6 +134,76 @@ pub fn revision(token: &v1::ZedToken) -> u128 {
         .0
 }
 
+/// The social network of `workload::social_network(n, seed)` as
+/// ImportBulkRelationships messages of `batch` relationships each, as
+/// `zed import` sends them.
+pub fn import_messages(
+    n: usize,
+    seed: u64,
+    batch: usize,
+) -> Vec<v1::ImportBulkRelationshipsRequest> {
+    let relationships: Vec<v1::Relationship> = trellis::workload::social_network(n, seed)
+        .iter()
+        .map(Into::into)
+        .collect();
+    relationships
+        .chunks(batch)
+        .map(|chunk| v1::ImportBulkRelationshipsRequest {
+            relationships: chunk.to_vec(),
+        })
+        .collect()
+}
+
+/// One ImportBulkRelationships call of `messages`; returns how many were
+/// loaded.
+pub async fn import(channel: Channel, messages: Vec<v1::ImportBulkRelationshipsRequest>) -> u64 {
+    v1::permissions_service_client::PermissionsServiceClient::new(channel)
+        .import_bulk_relationships(authed(tokio_stream::iter(messages)))
+        .await
+        .expect("import succeeds")
+        .into_inner()
+        .num_loaded
+}
+
+/// Reads at head.
+pub fn fully_consistent() -> Option<v1::Consistency> {
+    Some(v1::Consistency {
+        requirement: Some(v1::consistency::Requirement::FullyConsistent(true)),
+    })
+}
+
+/// Reads at least as fresh as `token` (minimize_latency without one).
+pub fn at_least_as_fresh(token: Option<v1::ZedToken>) -> Option<v1::Consistency> {
+    token.map(|t| v1::Consistency {
+        requirement: Some(v1::consistency::Requirement::AtLeastAsFresh(t)),
+    })
+}
+
+/// May `user:{user}` `view` `doc:{doc}`? (The schema the PostgreSQL tests
+/// share.)
+pub fn check_doc_view(
+    doc: &str,
+    user: &str,
+    consistency: Option<v1::Consistency>,
+) -> v1::CheckPermissionRequest {
+    v1::CheckPermissionRequest {
+        consistency,
+        resource: Some(v1::ObjectReference {
+            object_type: "doc".into(),
+            object_id: doc.into(),
+        }),
+        permission: "view".into(),
+        subject: Some(v1::SubjectReference {
+            object: Some(v1::ObjectReference {
+                object_type: "user".into(),
+                object_id: user.into(),
+            }),
+            optional_relation: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
 /// A free loopback port: bound, read and released. The metrics server
 /// binds its address itself, so the test cannot hand it a listener.
 pub async fn free_addr() -> std::net::SocketAddr {

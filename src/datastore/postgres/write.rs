@@ -133,10 +133,14 @@ pub(super) async fn bulk_load(
 ) -> DatastoreResult<WriteOutcome> {
     let outcome = match inner.dialect {
         Dialect::Postgres => {
-            retrying(inner.max_attempts, || {
+            let outcome = retrying(inner.max_attempts, || {
                 bulk_load_once(inner, &relationships, &metadata)
             })
-            .await?
+            .await?;
+            if relationships.len() >= ANALYZE_AFTER {
+                refresh_statistics(inner).await;
+            }
+            outcome
         }
         Dialect::Cockroach => {
             let overlap = inner.cockroach.overlap.keys_for_load(&relationships);
@@ -148,6 +152,27 @@ pub(super) async fn bulk_load(
     };
     inner.saw_head(Rev(outcome.revision.0));
     Ok(outcome)
+}
+
+/// A bulk load at least this large refreshes the table's statistics.
+const ANALYZE_AFTER: usize = 10_000;
+
+/// Has PostgreSQL re-sample the relationships table, so that reads right
+/// after a large load are planned on its new size (autovacuum would, but
+/// only a minute or so later; until then a point read can be planned as a
+/// scan of what the statistics still call a small table). Best effort: the
+/// load has committed whatever happens here.
+async fn refresh_statistics(inner: &Inner) {
+    let analyzed = match inner.write_client().await {
+        Ok(client) => client
+            .batch_execute("ANALYZE relation_tuple")
+            .await
+            .map_err(|e| from_pg("analyzing relation_tuple", e)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = analyzed {
+        tracing::warn!(error = %e, "could not refresh statistics after a bulk load");
+    }
 }
 
 /// The revision a transaction writes, when it commits, and the keys it
