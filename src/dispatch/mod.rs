@@ -8,6 +8,7 @@ pub mod local;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use crate::graph::Membership;
 use crate::model::{Revision, SubjectRef};
@@ -52,11 +53,20 @@ impl CheckError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckResult {
     pub memberships: HashMap<String, Membership>,
-    /// Subproblems dispatched to compute this (itself included).
+    /// Subproblems computed to answer this (itself included); a subproblem
+    /// served from the cache computed nothing and counts 0 here.
     pub dispatch_count: u32,
+    /// Subproblems whose answers came from the cache instead: what the
+    /// cached answers had counted (SpiceDB's `cached_dispatch_count`).
+    pub cached_dispatch_count: u32,
     /// The depth this computation needed; a cached result can serve any
     /// request with at least this much depth remaining.
     pub depth_required: u32,
+    /// The earliest expiration among the relationships this answer read.
+    /// Expiry is judged against the datastore's clock at read time, so the
+    /// same revision can answer differently later: such an answer is not
+    /// cached.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl CheckResult {
