@@ -4,6 +4,9 @@
 //! value: resource type and ids, relation, subject, revision, depth budget.
 
 pub mod local;
+mod stack;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
