@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::dispatch::settings::{CacheCapacity, DispatchSettings};
 use trellis::schema;
 use trellis::service::WatchSettings;
 use trellis::validationfile;
@@ -28,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the permission service (SpiceDB's gRPC API).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run SpiceDB validation files (schema, relationships, assertions)
     /// in-process and report every failed assertion with its file and line.
     Validate {
@@ -101,6 +102,21 @@ struct ServeArgs {
     /// stream is disconnected (RESOURCE_EXHAUSTED).
     #[arg(long, env = "TRELLIS_DATASTORE_WATCH_BUFFER_WRITE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     datastore_watch_buffer_write_timeout: Duration,
+    /// Cache check subproblems (answers at one revision, reused by every
+    /// request in the same quantization window).
+    #[arg(
+        long,
+        env = "TRELLIS_DISPATCH_CACHE_ENABLED",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    dispatch_cache_enabled: bool,
+    /// Most memory the subproblem cache may hold: bytes (`256MiB`, `1GiB`)
+    /// or a share of the memory available to the process (`30%`).
+    #[arg(long, env = "TRELLIS_DISPATCH_CACHE_MAX_COST", default_value = "30%")]
+    dispatch_cache_max_cost: CacheCapacity,
 }
 
 impl ServeArgs {
@@ -128,6 +144,10 @@ impl ServeArgs {
                 heartbeat: self.watch_api_heartbeat,
                 buffer_length: self.datastore_watch_buffer_length,
                 buffer_write_timeout: self.datastore_watch_buffer_write_timeout,
+            },
+            dispatch: DispatchSettings {
+                cache_enabled: self.dispatch_cache_enabled,
+                cache_max_cost: self.dispatch_cache_max_cost,
             },
         })
     }

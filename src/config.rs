@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::datastore::RevisionConfig;
+use crate::dispatch::settings::DispatchSettings;
 use crate::service::WatchSettings;
 
 /// Which datastore engine to run.
@@ -51,6 +52,8 @@ pub struct Config {
     pub gc_interval: Duration,
     /// Watch heartbeat and per-stream buffering.
     pub watch: WatchSettings,
+    /// The subproblem cache (`--dispatch-cache-*`).
+    pub dispatch: DispatchSettings,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             gc_interval: Duration::from_secs(180),
             watch: WatchSettings::default(),
+            dispatch: DispatchSettings::default(),
         }
     }
 }
@@ -84,6 +88,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("gc_interval", &self.gc_interval)
             .field("watch", &self.watch)
+            .field("dispatch", &self.dispatch)
             .finish()
     }
 }

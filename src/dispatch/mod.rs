@@ -2,8 +2,17 @@
 //! `Dispatcher` trait, so caching, deduplication and routing to peers can
 //! stand in front of it without the engine knowing. A subproblem is a plain
 //! value: resource type and ids, relation, subject, revision, depth budget.
+//! The chain `builder` assembles: `caching` → `singleflight` → `local`, with
+//! local's subproblems re-entering at the cache.
 
+pub mod builder;
+pub mod caching;
+pub mod cost;
+pub mod keys;
 pub mod local;
+pub mod metrics;
+pub mod settings;
+pub mod singleflight;
 mod stack;
 #[cfg(test)]
 mod tests;
@@ -103,7 +112,8 @@ pub enum CheckError {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Answers check subproblems. Implementations: `local::LocalDispatcher`
-/// (evaluates in process); later caching, singleflight and remote peers.
+/// (evaluates in process), `caching::CachingDispatcher` and
+/// `singleflight::SingleflightDispatcher` (decorators); later remote peers.
 pub trait Dispatcher: Send + Sync {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>>;
 }
