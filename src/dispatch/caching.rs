@@ -55,9 +55,9 @@ impl CachingDispatcher {
         }
     }
 
-    /// Entries held now (after pending maintenance); for tests and
-    /// diagnostics.
-    pub fn entry_count(&self) -> u64 {
+    /// Entries held now (after pending maintenance).
+    #[cfg(test)]
+    pub(crate) fn entry_count(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
     }

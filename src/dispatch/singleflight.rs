@@ -64,8 +64,9 @@ impl SingleflightDispatcher {
         }
     }
 
-    /// Computations in flight now; for tests and diagnostics.
-    pub fn in_flight(&self) -> usize {
+    /// Computations in flight now.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
         self.lock().len()
     }
 
