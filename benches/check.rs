@@ -1,8 +1,10 @@
 //! End-to-end CheckPermission on the social-network example
 //! (schema-examples/social-network.zed, data from `workload::social_network`)
 //! at 100k and 1M relationships, through the whole in-process stack that
-//! `server::services` builds: `Services` → local dispatcher → graph engine
-//! → memory datastore. No gRPC, no cache (there is none yet).
+//! `server::services_with` builds: `Services` → dispatcher chain → graph
+//! engine → memory datastore. No gRPC. Each size is measured twice over the
+//! same loaded datastore: `cache_off` (singleflight → local) and `cache_on`
+//! (the dispatch cache in front, as `trellis serve` runs by default).
 //!
 //! `cargo bench --bench check` prints, per size:
 //! - the bulk-load rate through `Services::import_relationships` and the
@@ -10,9 +12,16 @@
 //!   child process (loading 1M is too slow for a criterion loop, and memory
 //!   one run freed must not flatter the next);
 //! - p50/p95/p99 of 100k single checks timed one by one after a warm-up
-//!   pass, with the answer mix, so a broken engine cannot look fast;
-//! - a criterion benchmark `check/social_network/{100k,1M}` over the same
-//!   requests (its median is in `target/criterion/check/*/new/estimates.json`).
+//!   pass, with the answer mix, so a broken engine cannot look fast; with
+//!   the cache on, the warm-up pass starts from an empty cache and fills it
+//!   (requests repeat: 1 % of the users ask), the timed pass draws as many
+//!   new requests from the same users, and the hit ratio of both passes is
+//!   printed;
+//! - a criterion benchmark `check/social_network/{100k,1M}/cache_{off,on}`
+//!   over the same requests (its median is in
+//!   `target/criterion/check/*/*/new/estimates.json`).
+//!
+//! `TRELLIS_BENCH_CHECK_SIZE=100k` (or `1M`) measures one size only.
 //!
 //! Everything runs on one current-thread tokio runtime: one thread, one
 //! request at a time.
@@ -27,6 +36,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
+use trellis::dispatch::settings::DispatchSettings;
 use trellis::model::{Consistency, Relationship};
 use trellis::service::{CheckParams, Limits, Permissionship, Services};
 use trellis::workload::{self, SocialShape, SplitMix64};
@@ -41,6 +51,8 @@ const IMPORT_CHUNK: usize = 10_000;
 /// Set in a child process: load this many relationships, print the load
 /// rate and resident bytes per relationship.
 const LOAD_ENV: &str = "TRELLIS_BENCH_CHECK_LOAD_N";
+/// Restricts a run to the size with this label (`100k`, `1M`).
+const SIZE_ENV: &str = "TRELLIS_BENCH_CHECK_SIZE";
 
 /// What one run measures.
 struct Plan {
@@ -62,13 +74,26 @@ const SMOKE: Plan = Plan {
 
 type Stack = Arc<Services<MemoryDatastore>>;
 
-/// The service stack the server builds, over an empty memory datastore.
-fn stack() -> Stack {
-    let datastore = Arc::new(MemoryDatastore::new(
+fn datastore() -> Arc<MemoryDatastore> {
+    Arc::new(MemoryDatastore::new(
         RevisionConfig::default(),
         Arc::new(SystemClock),
-    ));
-    trellis::server::services(datastore, Limits::default())
+    ))
+}
+
+/// The service stack the server builds over `datastore`, with the dispatch
+/// cache on or off (default size and time to live otherwise).
+fn stack(datastore: Arc<MemoryDatastore>, cache: bool) -> Stack {
+    let dispatch = DispatchSettings {
+        cache_enabled: cache,
+        ..DispatchSettings::default()
+    };
+    trellis::server::services_with(
+        datastore,
+        Limits::default(),
+        &dispatch,
+        &RevisionConfig::default(),
+    )
 }
 
 /// Writes the schema, then imports `relationships` in chunks; returns the
@@ -107,7 +132,7 @@ fn measure_load(n: usize) {
     let relationships = workload::social_network(n, SEED);
     drop(relationships[..IMPORT_CHUNK.min(relationships.len())].to_vec());
     let before = support::rss_bytes();
-    let services = stack();
+    let services = stack(datastore(), true);
     let importing = load(&rt, &services, &relationships);
     let after = support::rss_bytes();
     let count = relationships.len();
@@ -120,9 +145,9 @@ fn measure_load(n: usize) {
 }
 
 /// Runs `measure_load` for each size in a fresh process and prints it.
-fn report_load(plan: &Plan) {
+fn report_load(sizes: &[(usize, &'static str)]) {
     let exe = std::env::current_exe().expect("bench executable path");
-    for &(n, label) in plan.sizes {
+    for &(n, label) in sizes {
         let output = Command::new(&exe)
             .env(LOAD_ENV, n.to_string())
             .output()
@@ -190,6 +215,11 @@ struct Mix {
     /// then answer (HAS, NO, CONDITIONAL).
     counts: [[usize; 3]; 3],
     dispatches: u64,
+    /// Checks whose whole answer came from the cache.
+    answered_from_cache: usize,
+    /// Subproblem lookups in the dispatch cache (every level of a check).
+    cache_hits: f64,
+    cache_misses: f64,
 }
 
 impl Mix {
@@ -232,28 +262,76 @@ impl Mix {
         for (kind, [has, no, conditional]) in Self::KINDS.iter().zip(self.counts) {
             println!("    {kind:<18} HAS {has:>6} / NO {no:>6} / CONDITIONAL {conditional}");
         }
+        let lookups = self.cache_hits + self.cache_misses;
+        if lookups > 0.0 {
+            println!(
+                "check/cache/{label}: hit ratio {:.2} % ({} hits / {} subproblem lookups); \
+                 {:.2} % of checks answered whole from the cache",
+                100.0 * self.cache_hits / lookups,
+                self.cache_hits,
+                lookups,
+                100.0 * self.answered_from_cache as f64 / checks as f64
+            );
+        }
     }
 }
 
-/// One warm-up pass over `checks`, then one pass timing each check alone;
-/// prints percentiles and the answer mix of the timed pass.
+/// The value of a counter in the process's metrics recorder.
+fn counter(name: &str) -> f64 {
+    trellis::metrics::install()
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Dispatch cache hits and misses so far.
+fn cache_counts() -> (f64, f64) {
+    (
+        counter(trellis::dispatch::metrics::CACHE_HITS_TOTAL),
+        counter(trellis::dispatch::metrics::CACHE_MISSES_TOTAL),
+    )
+}
+
+/// Prints the cache's hit ratio since the counts were `hits_before` and
+/// `misses_before` (nothing when no lookups happened: the cache is off).
+fn print_hit_ratio(label: &str, hits_before: f64, misses_before: f64) {
+    let (hits, misses) = cache_counts();
+    let (hits, misses) = (hits - hits_before, misses - misses_before);
+    if hits + misses > 0.0 {
+        println!(
+            "check/cache/{label}: hit ratio {:.2} % ({hits} hits / {} subproblem lookups)",
+            100.0 * hits / (hits + misses),
+            hits + misses
+        );
+    }
+}
+
+/// One warm-up pass over `warm`, then one pass over `checks` timing each
+/// check alone (fresh draws from the same users: with the cache on, its
+/// steady state); prints percentiles and the answer mix of the timed pass,
+/// and the cache's hit ratio over each pass (the first starts from an
+/// empty cache).
 fn report_latency(
     rt: &tokio::runtime::Runtime,
     services: &Stack,
-    checks: &[CheckParams],
+    (warm, checks): (&[CheckParams], &[CheckParams]),
     label: &str,
 ) {
     // All checks run inside one task: the memory datastore never yields, so
     // each `.await` completes in place and the timings hold no scheduling.
     let (mut times, mix) = rt.block_on(async {
-        for params in checks {
+        let (cold_hits, cold_misses) = cache_counts();
+        for params in warm {
             services
                 .check(params.clone(), CONSISTENCY)
                 .await
                 .expect("warm-up check");
         }
+        print_hit_ratio(&format!("{label}/first_pass"), cold_hits, cold_misses);
         let mut times = Vec::with_capacity(checks.len());
         let mut mix = Mix::default();
+        let (hits_before, misses_before) = cache_counts();
         for params in checks {
             let request = params.clone();
             let started = Instant::now();
@@ -261,7 +339,11 @@ fn report_latency(
             times.push(started.elapsed());
             let outcome = outcome.expect("timed check");
             mix.record(params, &outcome.permissionship, outcome.dispatch_count);
+            mix.answered_from_cache += usize::from(outcome.dispatch_count == 0);
         }
+        let (hits, misses) = cache_counts();
+        mix.cache_hits = hits - hits_before;
+        mix.cache_misses = misses - misses_before;
         (times, mix)
     });
     times.sort_unstable();
@@ -278,17 +360,32 @@ fn report_latency(
     mix.print(label);
 }
 
-/// Loads a network of `n`, reports latency, then lets criterion time the
-/// same requests round-robin.
+/// Loads a network of `n` once; then, with the cache off and on, reports
+/// latency and lets criterion time the same requests round-robin.
 fn bench_size(criterion: &mut Criterion, plan: &Plan, n: usize, label: &str) {
     let rt = support::runtime();
-    let services = stack();
+    let datastore = datastore();
     let relationships = workload::social_network(n, SEED);
-    load(&rt, &services, &relationships);
+    load(&rt, &stack(datastore.clone(), false), &relationships);
     drop(relationships);
-    let checks = check_requests(n, plan.checks);
-    report_latency(&rt, &services, &checks, label);
+    let requests = check_requests(n, 2 * plan.checks);
+    let (warm, checks) = requests.split_at(plan.checks);
+    for (mode, cache) in [("cache_off", false), ("cache_on", true)] {
+        let services = stack(datastore.clone(), cache);
+        let label = format!("{label}/{mode}");
+        report_latency(&rt, &services, (warm, checks), &label);
+        bench_mode(criterion, &rt, &services, checks, &label);
+    }
+}
 
+/// Criterion's timing of `checks`, round-robin, through `services`.
+fn bench_mode(
+    criterion: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    services: &Stack,
+    checks: &[CheckParams],
+    label: &str,
+) {
     let mut group = criterion.benchmark_group("check");
     let mut next = 0;
     group.bench_function(format!("social_network/{label}"), |b| {
@@ -317,13 +414,20 @@ fn main() {
     } else {
         &SMOKE
     };
-    report_load(plan);
+    let only = std::env::var(SIZE_ENV).ok();
+    let sizes: Vec<_> = plan
+        .sizes
+        .iter()
+        .filter(|(_, label)| only.as_deref().is_none_or(|o| o == *label))
+        .copied()
+        .collect();
+    report_load(&sizes);
     let mut criterion = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .configure_from_args();
-    for &(n, label) in plan.sizes {
+    for &(n, label) in &sizes {
         bench_size(&mut criterion, plan, n, label);
     }
     criterion.final_summary();

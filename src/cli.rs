@@ -17,6 +17,7 @@ use trellis::datastore::postgres::{
 };
 use trellis::datastore::proxy::Metered;
 use trellis::datastore::{RevisionConfig, SystemClock, spawn_garbage_collector};
+use trellis::dispatch::settings::{CacheCapacity, DispatchSettings};
 use trellis::schema;
 use trellis::service::WatchSettings;
 use trellis::validationfile;
@@ -242,6 +243,21 @@ struct ServeArgs {
     /// stream is disconnected (RESOURCE_EXHAUSTED).
     #[arg(long, env = "TRELLIS_DATASTORE_WATCH_BUFFER_WRITE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     datastore_watch_buffer_write_timeout: Duration,
+    /// Cache check subproblems (answers at one revision, reused by every
+    /// request in the same quantization window).
+    #[arg(
+        long,
+        env = "TRELLIS_DISPATCH_CACHE_ENABLED",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    dispatch_cache_enabled: bool,
+    /// Most memory the subproblem cache may hold: bytes (`256MiB`, `1GiB`)
+    /// or a share of the memory available to the process (`30%`).
+    #[arg(long, env = "TRELLIS_DISPATCH_CACHE_MAX_COST", default_value = "30%")]
+    dispatch_cache_max_cost: CacheCapacity,
 }
 
 impl ServeArgs {
@@ -273,6 +289,10 @@ impl ServeArgs {
                 heartbeat: self.watch_api_heartbeat,
                 buffer_length: self.datastore_watch_buffer_length,
                 buffer_write_timeout: self.datastore_watch_buffer_write_timeout,
+            },
+            dispatch: DispatchSettings {
+                cache_enabled: self.dispatch_cache_enabled,
+                cache_max_cost: self.dispatch_cache_max_cost,
             },
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::datastore::RevisionConfig;
 use crate::datastore::postgres::PostgresConfig;
+use crate::dispatch::settings::DispatchSettings;
 use crate::service::WatchSettings;
 
 /// Which datastore engine to run.
@@ -68,6 +69,8 @@ pub struct Config {
     pub gc_interval: Duration,
     /// Watch heartbeat and per-stream buffering.
     pub watch: WatchSettings,
+    /// The subproblem cache (`--dispatch-cache-*`).
+    pub dispatch: DispatchSettings,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             gc_interval: Duration::from_secs(180),
             watch: WatchSettings::default(),
+            dispatch: DispatchSettings::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("gc_interval", &self.gc_interval)
             .field("watch", &self.watch)
+            .field("dispatch", &self.dispatch)
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 //! whatever the number of servers a process starts) and serves its text
 //! rendering on `GET /metrics`. The metrics themselves are declared next to
 //! the code they measure (`api::metrics`, `service::metrics`,
-//! `datastore::metrics`); this module
+//! `datastore::metrics`, `dispatch::metrics`); this module
 //! only asks each of them to describe itself at install time.
 
 use std::net::SocketAddr;
@@ -39,6 +39,7 @@ pub fn install() -> &'static PrometheusHandle {
         crate::api::metrics::describe();
         crate::service::metrics::describe();
         crate::datastore::metrics::describe();
+        crate::dispatch::metrics::describe();
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new()
             .name("metrics-upkeep".into())

@@ -13,18 +13,35 @@ use crate::api::auth::PresharedKeys;
 use crate::api::handlers::{Api, WatchApi};
 use crate::api::proto::{self, v1};
 use crate::config::Config;
-use crate::datastore::Datastore;
 use crate::datastore::schema_cache::SchemaCache;
-use crate::dispatch::Dispatcher;
-use crate::dispatch::local::LocalDispatcher;
+use crate::datastore::{Datastore, RevisionConfig};
+use crate::dispatch::builder;
+use crate::dispatch::settings::DispatchSettings;
 use crate::service::{Limits, Services};
 use crate::validationfile;
 
-/// Builds the services over `datastore` with a standalone local dispatcher.
+/// Builds the services over `datastore` with the default dispatcher chain
+/// (subproblem cache on, sized and timed by the defaults).
 pub fn services<D: Datastore>(datastore: Arc<D>, limits: Limits) -> Arc<Services<D>> {
+    services_with(
+        datastore,
+        limits,
+        &DispatchSettings::default(),
+        &RevisionConfig::default(),
+    )
+}
+
+/// Builds the services over `datastore` with the dispatcher chain
+/// `dispatch` describes; `revisions` (the datastore's quantization) sets
+/// how long cached answers live.
+pub fn services_with<D: Datastore>(
+    datastore: Arc<D>,
+    limits: Limits,
+    dispatch: &DispatchSettings,
+    revisions: &RevisionConfig,
+) -> Arc<Services<D>> {
     let schemas = Arc::new(SchemaCache::new());
-    let dispatcher: Arc<dyn Dispatcher> =
-        LocalDispatcher::standalone(datastore.clone(), schemas.clone());
+    let dispatcher = builder::build(datastore.clone(), schemas.clone(), dispatch, revisions);
     Arc::new(Services::new(datastore, schemas, dispatcher, limits))
 }
 
@@ -81,7 +98,17 @@ pub async fn run<D: Datastore>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let services = services(datastore.clone(), Limits::default());
+    tracing::info!(
+        enabled = config.dispatch.cache_enabled,
+        max_cost = %config.dispatch.cache_max_cost,
+        "dispatch cache"
+    );
+    let services = services_with(
+        datastore.clone(),
+        Limits::default(),
+        &config.dispatch,
+        &config.revisions,
+    );
     bootstrap(&services, &config).await?;
     let metrics = match config.metrics_addr {
         Some(addr) => {

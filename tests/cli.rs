@@ -102,3 +102,23 @@ fn cockroachdb_flags_are_checked_at_startup() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_takes_the_dispatch_cache_flags() {
+    let help = trellis(&["serve", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for expected in [
+        "--dispatch-cache-enabled",
+        "TRELLIS_DISPATCH_CACHE_ENABLED",
+        "--dispatch-cache-max-cost",
+        "TRELLIS_DISPATCH_CACHE_MAX_COST",
+        "[default: 30%]",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    // Refused while parsing, before anything is bound.
+    let bad = trellis(&["serve", "--dispatch-cache-max-cost", "lots"]);
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("invalid size `lots`"), "{error}");
+}

@@ -304,3 +304,72 @@ async fn only_get_metrics_is_served_and_metrics_are_described() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn dispatch_cache_counters_move() {
+    let (server, metrics) = start().await;
+    SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
+            schema: SCHEMA.into(),
+        }))
+        .await
+        .expect("schema accepted");
+    let before = scrape(metrics).await;
+    // No write in between: both read the same head revision, so the second
+    // is answered from the cache.
+    let ask = || async {
+        PermissionsServiceClient::new(server.channel.clone())
+            .check_permission(authed(v1::CheckPermissionRequest {
+                consistency: full(),
+                resource: obj("document", "cached"),
+                permission: "view".into(),
+                subject: Some(v1::SubjectReference {
+                    object: obj("user", "alice"),
+                    optional_relation: String::new(),
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("check answered")
+    };
+    let first = ask().await;
+    let second = ask().await;
+    let after = scrape(metrics).await;
+
+    let count = |response: &tonic::Response<v1::CheckPermissionResponse>, key: &str| {
+        response
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    let computed = "io.spicedb.respmeta.dispatchedoperationscount";
+    let cached = "io.spicedb.respmeta.cachedoperationscount";
+    assert!(count(&first, computed) >= Some(1), "{first:?}");
+    assert_eq!(count(&second, computed), Some(0), "{second:?}");
+    assert!(count(&second, cached) >= Some(1), "{second:?}");
+
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert!(moved("trellis_dispatch_cache_misses_total", &[]) >= 1.0);
+    assert!(moved("trellis_dispatch_cache_hits_total", &[]) >= 1.0);
+    assert!(moved("trellis_dispatch_cache_cost_added_bytes_total", &[]) > 0.0);
+    assert!(
+        moved(
+            "trellis_dispatch_singleflight_total",
+            &[("shared", "false")]
+        ) >= 1.0
+    );
+    assert!(
+        moved(
+            "trellis_check_dispatches_count",
+            &[("method", "check"), ("cached", "true")]
+        ) >= 2.0
+    );
+    let (_, body) = get(metrics, "/metrics").await;
+    assert!(
+        body.contains("# HELP trellis_dispatch_cache_hits_total "),
+        "{body}"
+    );
+}

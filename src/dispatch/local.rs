@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Weak};
 
+use super::stack::GrowStack;
 use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher};
 use crate::datastore::Datastore;
 use crate::datastore::schema_cache::{SchemaCache, SchemaLoadError};
@@ -38,7 +39,8 @@ impl<D: Datastore> LocalDispatcher<D> {
 
 impl<D: Datastore> Dispatcher for LocalDispatcher<D> {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
-        Box::pin(async move {
+        // The recursion point: each level's walk starts here, on enough stack.
+        Box::pin(GrowStack(Box::pin(async move {
             if request.depth_remaining == 0 {
                 return Err(CheckError::MaxDepthExceeded);
             }
@@ -53,6 +55,6 @@ impl<D: Datastore> Dispatcher for LocalDispatcher<D> {
                 SchemaLoadError::Datastore(d) => CheckError::Datastore(d),
             })?;
             graph::check::check(&reader, &schema, head.as_ref(), &request).await
-        })
+        })))
     }
 }

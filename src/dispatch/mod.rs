@@ -2,12 +2,25 @@
 //! `Dispatcher` trait, so caching, deduplication and routing to peers can
 //! stand in front of it without the engine knowing. A subproblem is a plain
 //! value: resource type and ids, relation, subject, revision, depth budget.
+//! The chain `builder` assembles: `caching` → `singleflight` → `local`, with
+//! local's subproblems re-entering at the cache.
 
+pub mod builder;
+pub mod caching;
+pub mod cost;
+pub mod keys;
 pub mod local;
+pub mod metrics;
+pub mod settings;
+pub mod singleflight;
+mod stack;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use crate::graph::Membership;
 use crate::model::{Revision, SubjectRef};
@@ -52,11 +65,20 @@ impl CheckError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckResult {
     pub memberships: HashMap<String, Membership>,
-    /// Subproblems dispatched to compute this (itself included).
+    /// Subproblems computed to answer this (itself included); a subproblem
+    /// served from the cache computed nothing and counts 0 here.
     pub dispatch_count: u32,
+    /// Subproblems whose answers came from the cache instead: what the
+    /// cached answers had counted (SpiceDB's `cached_dispatch_count`).
+    pub cached_dispatch_count: u32,
     /// The depth this computation needed; a cached result can serve any
     /// request with at least this much depth remaining.
     pub depth_required: u32,
+    /// The earliest expiration among the relationships this answer read.
+    /// Expiry is judged against the datastore's clock at read time, so the
+    /// same revision can answer differently later: such an answer is not
+    /// cached.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl CheckResult {
@@ -90,7 +112,8 @@ pub enum CheckError {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Answers check subproblems. Implementations: `local::LocalDispatcher`
-/// (evaluates in process); later caching, singleflight and remote peers.
+/// (evaluates in process), `caching::CachingDispatcher` and
+/// `singleflight::SingleflightDispatcher` (decorators); later remote peers.
 pub trait Dispatcher: Send + Sync {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>>;
 }

@@ -6,7 +6,9 @@
 //! through the dispatcher, which bounds depth and may cache or route it.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::SystemTime;
 
 use futures::StreamExt as _;
 
@@ -73,7 +75,9 @@ pub async fn check<R: Reader>(
         dispatcher,
         request,
         dispatch_count: AtomicU32::new(1),
+        cached_dispatch_count: AtomicU32::new(0),
         depth_required: AtomicU32::new(1),
+        expires_at: Mutex::new(None),
     };
     if !ids.is_empty() {
         let found = match &relation.body {
@@ -87,7 +91,9 @@ pub async fn check<R: Reader>(
     Ok(CheckResult {
         memberships,
         dispatch_count: evaluation.dispatch_count.load(Ordering::Relaxed),
+        cached_dispatch_count: evaluation.cached_dispatch_count.load(Ordering::Relaxed),
         depth_required: evaluation.depth_required.load(Ordering::Relaxed),
+        expires_at: evaluation.earliest_expiry(),
     })
 }
 
@@ -99,7 +105,11 @@ struct Evaluation<'a, R> {
     dispatcher: &'a dyn Dispatcher,
     request: &'a CheckRequest,
     dispatch_count: AtomicU32,
+    cached_dispatch_count: AtomicU32,
     depth_required: AtomicU32,
+    /// The earliest expiration among the relationships read, here or by
+    /// subproblems (never held across an `.await`).
+    expires_at: Mutex<Option<SystemTime>>,
 }
 
 impl<R: Reader> Evaluation<'_, R> {
@@ -129,6 +139,29 @@ impl<R: Reader> Evaluation<'_, R> {
         }
     }
 
+    /// Notes that the answer depends on relationships that expire at
+    /// `expiry` (the earliest of them).
+    fn depends_on_expiry(&self, expiry: Option<SystemTime>) {
+        let Some(expiry) = expiry else { return };
+        let mut earliest = self
+            .expires_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *earliest = Some(earliest.map_or(expiry, |e| e.min(expiry)));
+    }
+
+    fn earliest_expiry(&self) -> Option<SystemTime> {
+        *self
+            .expires_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records what a batch of relationships read means for the answer.
+    fn read(&self, rels: &[Relationship]) {
+        self.depends_on_expiry(rels.iter().filter_map(|r| r.expires_at).min());
+    }
+
     fn allow_single(&self) -> bool {
         self.request.results_setting == ResultsSetting::AllowSingleResult
     }
@@ -153,6 +186,9 @@ impl<R: Reader> Evaluation<'_, R> {
         let result = self.dispatcher.check(sub).await?;
         self.dispatch_count
             .fetch_add(result.dispatch_count, Ordering::Relaxed);
+        self.cached_dispatch_count
+            .fetch_add(result.cached_dispatch_count, Ordering::Relaxed);
+        self.depends_on_expiry(result.expires_at);
         self.depth_required
             .fetch_max(result.depth_required + 1, Ordering::Relaxed);
         Ok(result)
@@ -274,6 +310,7 @@ impl<R: Reader> Evaluation<'_, R> {
                 rels.extend(self.reader.query(&filter, &Page::default()).await?);
             }
         }
+        self.read(&rels);
         Ok(rels)
     }
 
@@ -490,6 +527,7 @@ impl<R: Reader> Evaluation<'_, R> {
             .reader
             .query_resources(&self.request.resource_type, &id_refs, tupleset, &[])
             .await?;
+        self.read(&rels);
         let mut by_type: HashMap<&str, Vec<String>> = HashMap::new();
         for rel in &rels {
             let target = &rel.subject.object;

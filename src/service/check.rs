@@ -36,7 +36,27 @@ pub enum Permissionship {
 pub struct CheckOutcome {
     pub revision: Revision,
     pub permissionship: Permissionship,
+    /// Subproblems computed for this check.
     pub dispatch_count: u32,
+    /// Subproblems answered from the dispatch cache instead (what they had
+    /// cost when computed).
+    pub cached_dispatch_count: u32,
+}
+
+/// What answering one item cost: subproblems computed and served cached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Dispatches {
+    computed: u32,
+    cached: u32,
+}
+
+impl Dispatches {
+    fn add(self, other: Dispatches) -> Dispatches {
+        Dispatches {
+            computed: self.computed.saturating_add(other.computed),
+            cached: self.cached.saturating_add(other.cached),
+        }
+    }
 }
 
 /// One item of a bulk check: its answer or its own error.
@@ -52,12 +72,13 @@ impl<D: Datastore> Services<D> {
         let (_, schema) = self
             .snapshot_with_schema(revision, &params.resource.object_type)
             .await?;
-        let (permissionship, dispatch_count) = self.check_at(&schema, revision, &params).await?;
-        metrics::record_dispatches("check", dispatch_count);
+        let (permissionship, dispatches) = self.check_at(&schema, revision, &params).await?;
+        metrics::record_dispatches("check", dispatches.computed, dispatches.cached);
         Ok(CheckOutcome {
             revision,
             permissionship,
-            dispatch_count,
+            dispatch_count: dispatches.computed,
+            cached_dispatch_count: dispatches.cached,
         })
     }
 
@@ -82,15 +103,15 @@ impl<D: Datastore> Services<D> {
             Err(e) => return Ok((revision, items.iter().map(|_| Err(e.clone())).collect())),
         };
         let mut results = Vec::with_capacity(items.len());
-        let mut dispatch_count = 0u32;
+        let mut total = Dispatches::default();
         for item in &items {
             let result = self.check_at(&schema, revision, item).await;
             if let Ok((_, dispatches)) = &result {
-                dispatch_count = dispatch_count.saturating_add(*dispatches);
+                total = total.add(*dispatches);
             }
             results.push(result.map(|(p, _)| p));
         }
-        metrics::record_dispatches("check_bulk", dispatch_count);
+        metrics::record_dispatches("check_bulk", total.computed, total.cached);
         Ok((revision, results))
     }
 
@@ -99,7 +120,7 @@ impl<D: Datastore> Services<D> {
         schema: &CompiledSchema,
         revision: Revision,
         params: &CheckParams,
-    ) -> Result<(Permissionship, u32), ServiceError> {
+    ) -> Result<(Permissionship, Dispatches), ServiceError> {
         validate_check(schema, params)?;
         let request = CheckRequest {
             resource_type: params.resource.object_type.clone(),
@@ -114,7 +135,11 @@ impl<D: Datastore> Services<D> {
         let membership = result.membership(&params.resource.object_id);
         let permissionship = permissionship(schema, membership, &params.context)?;
         metrics::record_permissionship(&permissionship);
-        Ok((permissionship, result.dispatch_count))
+        let dispatches = Dispatches {
+            computed: result.dispatch_count,
+            cached: result.cached_dispatch_count,
+        };
+        Ok((permissionship, dispatches))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Engine metrics, recorded by the use cases they measure: how many
-//! dispatches a check request took (SpiceDB's `spicedb_services_dispatches`)
-//! and how checks came out (SpiceDB's `spicedb_v1_check_permissionship_total`).
+//! dispatches a check request took, computed or answered from the dispatch
+//! cache (SpiceDB's `spicedb_services_dispatches{cached}`), and how checks
+//! came out (SpiceDB's `spicedb_v1_check_permissionship_total`).
 
 use super::Permissionship;
 
@@ -15,7 +16,7 @@ pub const CHECK_PERMISSIONSHIP_TOTAL: &str = "trellis_check_permissionship_total
 pub fn describe() {
     metrics::describe_histogram!(
         CHECK_DISPATCHES,
-        "Dispatches performed to answer one check request, by method (check, check_bulk)."
+        "Dispatches to answer one check request, by method (check, check_bulk) and whether they were computed (cached=\"false\") or answered from the dispatch cache (cached=\"true\")."
     );
     metrics::describe_counter!(
         CHECK_PERMISSIONSHIP_TOTAL,
@@ -23,9 +24,14 @@ pub fn describe() {
     );
 }
 
-/// One check request's dispatches; `method` names the use case.
-pub(super) fn record_dispatches(method: &'static str, dispatch_count: u32) {
-    metrics::histogram!(CHECK_DISPATCHES, "method" => method).record(f64::from(dispatch_count));
+/// One check request's dispatches, computed and served from the cache;
+/// `method` names the use case. Both are recorded for every request, as
+/// SpiceDB does, so the two series count the same requests.
+pub(super) fn record_dispatches(method: &'static str, computed: u32, cached: u32) {
+    metrics::histogram!(CHECK_DISPATCHES, "method" => method, "cached" => "false")
+        .record(f64::from(computed));
+    metrics::histogram!(CHECK_DISPATCHES, "method" => method, "cached" => "true")
+        .record(f64::from(cached));
 }
 
 /// One answered check (each item of a bulk check counts).

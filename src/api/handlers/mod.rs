@@ -22,6 +22,9 @@ use crate::service::{CheckParams, Permissionship, ServiceError, Services};
 
 /// Response metadata key SpiceDB uses for the dispatch count of a check.
 pub(super) const DISPATCH_COUNT_KEY: &str = "io.spicedb.respmeta.dispatchedoperationscount";
+/// Response metadata key SpiceDB uses for the subproblems of a check that
+/// were answered from the dispatch cache.
+pub(super) const CACHED_DISPATCH_COUNT_KEY: &str = "io.spicedb.respmeta.cachedoperationscount";
 
 /// The public API over one set of services.
 pub struct Api<D: Datastore> {

@@ -5,7 +5,10 @@ use futures::StreamExt as _;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Api, DISPATCH_COUNT_KEY, bulk, check_params, context, permissionship_fields};
+use super::{
+    Api, CACHED_DISPATCH_COUNT_KEY, DISPATCH_COUNT_KEY, bulk, check_params, context,
+    permissionship_fields,
+};
 use crate::api::proto::v1;
 use crate::api::proto::v1::permissions_service_server::PermissionsService;
 use crate::api::{convert, status, validate};
@@ -43,6 +46,11 @@ impl<D: Datastore> PermissionsService for Api<D> {
         });
         if let Ok(value) = outcome.dispatch_count.to_string().parse() {
             response.metadata_mut().insert(DISPATCH_COUNT_KEY, value);
+        }
+        if let Ok(value) = outcome.cached_dispatch_count.to_string().parse() {
+            response
+                .metadata_mut()
+                .insert(CACHED_DISPATCH_COUNT_KEY, value);
         }
         Ok(response)
     }

@@ -1,0 +1,131 @@
+//! The identities of a check subproblem: the cache key (what was asked, at
+//! which revision, without the depth budget) and the singleflight key (the
+//! cache key plus the depth budget). Routing keys for peers (issue 7's
+//! cluster) will live here too, kept apart from these.
+
+use std::mem::size_of;
+
+use super::{CheckRequest, ResultsSetting};
+use crate::model::{Revision, SubjectRef};
+
+/// A check subproblem without its depth budget: two requests with equal
+/// keys ask the same question of the same snapshot, so one's answer is the
+/// other's, provided it needed no more depth than the other has left.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckKey {
+    resource_type: String,
+    /// Sorted and without duplicates: the answer does not depend on the
+    /// order the ids were asked in.
+    resource_ids: Vec<String>,
+    relation: String,
+    subject: SubjectRef,
+    /// The revision the request reads at: already the quantized one when
+    /// the request used minimize_latency, so requests in one window share
+    /// entries, and never shared across revisions.
+    revision: Revision,
+    results_setting: ResultsSetting,
+}
+
+impl CheckKey {
+    pub fn of(request: &CheckRequest) -> Self {
+        let mut resource_ids = request.resource_ids.clone();
+        resource_ids.sort_unstable();
+        resource_ids.dedup();
+        Self {
+            resource_type: request.resource_type.clone(),
+            resource_ids,
+            relation: request.relation.clone(),
+            subject: request.subject.clone(),
+            revision: request.revision,
+            results_setting: request.results_setting,
+        }
+    }
+
+    /// Bytes this key occupies: the struct and the heap its strings use.
+    pub fn size_in_bytes(&self) -> usize {
+        let ids: usize = self.resource_ids.iter().map(string_bytes).sum();
+        size_of::<Self>()
+            + self.resource_ids.capacity() * size_of::<String>()
+            + ids
+            + string_bytes(&self.resource_type)
+            + string_bytes(&self.relation)
+            + string_bytes(&self.subject.object.object_type)
+            + string_bytes(&self.subject.object.object_id)
+            + string_bytes(&self.subject.relation)
+    }
+}
+
+/// A subproblem in flight: its cache key and its depth budget. Requests
+/// share a computation only at equal depth (see `singleflight` for why
+/// that rules out deadlock).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlightKey {
+    pub check: CheckKey,
+    pub depth_remaining: u32,
+}
+
+impl FlightKey {
+    pub fn of(request: &CheckRequest) -> Self {
+        Self {
+            check: CheckKey::of(request),
+            depth_remaining: request.depth_remaining,
+        }
+    }
+}
+
+/// Heap bytes of a string.
+pub(super) fn string_bytes(s: &String) -> usize {
+    s.capacity()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(ids: &[&str], depth: u32) -> CheckRequest {
+        CheckRequest {
+            resource_type: "document".into(),
+            resource_ids: ids.iter().map(|s| s.to_string()).collect(),
+            relation: "view".into(),
+            subject: SubjectRef::object("user", "alice"),
+            revision: Revision(7),
+            depth_remaining: depth,
+            results_setting: ResultsSetting::AllowSingleResult,
+        }
+    }
+
+    #[test]
+    fn ids_order_and_depth_do_not_change_the_cache_key() {
+        assert_eq!(
+            CheckKey::of(&request(&["b", "a", "a"], 50)),
+            CheckKey::of(&request(&["a", "b"], 3))
+        );
+        assert_ne!(
+            FlightKey::of(&request(&["a"], 50)),
+            FlightKey::of(&request(&["a"], 49))
+        );
+    }
+
+    #[test]
+    fn revision_and_setting_are_part_of_the_key() {
+        let base = request(&["a"], 50);
+        let later = CheckRequest {
+            revision: Revision(8),
+            ..base.clone()
+        };
+        let all = CheckRequest {
+            results_setting: ResultsSetting::RequireAllResults,
+            ..base.clone()
+        };
+        assert_ne!(CheckKey::of(&base), CheckKey::of(&later));
+        assert_ne!(CheckKey::of(&base), CheckKey::of(&all));
+    }
+
+    #[test]
+    fn size_counts_the_strings() {
+        let small = CheckKey::of(&request(&["a"], 50));
+        let big = CheckKey::of(&request(&["a", &"x".repeat(1000)], 50));
+        assert!(small.size_in_bytes() > size_of::<CheckKey>());
+        assert!(big.size_in_bytes() >= small.size_in_bytes() + 1000);
+    }
+}

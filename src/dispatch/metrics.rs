@@ -1,0 +1,73 @@
+//! Dispatch metrics, recorded by the decorators they measure: subproblem
+//! cache hits, misses, evictions and the bytes it holds (SpiceDB's
+//! `spicedb_cache_*` with `cache="dispatch"`), and subproblems that joined
+//! a computation already in flight (SpiceDB's
+//! `spicedb_dispatch_single_flight_total{shared="true"}`).
+
+/// Counter of check subproblems answered from the cache.
+pub const CACHE_HITS_TOTAL: &str = "trellis_dispatch_cache_hits_total";
+/// Counter of check subproblems the cache could not answer.
+pub const CACHE_MISSES_TOTAL: &str = "trellis_dispatch_cache_misses_total";
+/// Counter of entries removed to make room or because they expired.
+pub const CACHE_EVICTIONS_TOTAL: &str = "trellis_dispatch_cache_evictions_total";
+/// Counter of bytes added to the cache.
+pub const CACHE_COST_ADDED_BYTES: &str = "trellis_dispatch_cache_cost_added_bytes_total";
+/// Counter of bytes evicted from the cache.
+pub const CACHE_COST_EVICTED_BYTES: &str = "trellis_dispatch_cache_cost_evicted_bytes_total";
+/// Counter of singleflight outcomes: `shared` says whether the request
+/// joined another's computation.
+pub const SINGLEFLIGHT_TOTAL: &str = "trellis_dispatch_singleflight_total";
+
+/// Registers help text for the metrics declared here.
+pub fn describe() {
+    metrics::describe_counter!(
+        CACHE_HITS_TOTAL,
+        "Check subproblems answered from the dispatch cache."
+    );
+    metrics::describe_counter!(
+        CACHE_MISSES_TOTAL,
+        "Check subproblems the dispatch cache could not answer (absent, or computed with less depth than the request needs)."
+    );
+    metrics::describe_counter!(
+        CACHE_EVICTIONS_TOTAL,
+        "Dispatch cache entries evicted, by reason (size, expired)."
+    );
+    metrics::describe_counter!(
+        CACHE_COST_ADDED_BYTES,
+        metrics::Unit::Bytes,
+        "Estimated bytes of keys and answers added to the dispatch cache."
+    );
+    metrics::describe_counter!(
+        CACHE_COST_EVICTED_BYTES,
+        metrics::Unit::Bytes,
+        "Estimated bytes of keys and answers evicted from the dispatch cache."
+    );
+    metrics::describe_counter!(
+        SINGLEFLIGHT_TOTAL,
+        "Check subproblems entering singleflight; shared=\"true\" joined an identical one in flight instead of computing."
+    );
+}
+
+pub(super) fn cache_hit() {
+    metrics::counter!(CACHE_HITS_TOTAL).increment(1);
+}
+
+pub(super) fn cache_miss() {
+    metrics::counter!(CACHE_MISSES_TOTAL).increment(1);
+}
+
+pub(super) fn cache_added(bytes: u32) {
+    metrics::counter!(CACHE_COST_ADDED_BYTES).increment(u64::from(bytes));
+}
+
+/// One entry gone for `reason` (`size` or `expired`).
+pub(super) fn cache_evicted(reason: &'static str, bytes: u32) {
+    metrics::counter!(CACHE_EVICTIONS_TOTAL, "reason" => reason).increment(1);
+    metrics::counter!(CACHE_COST_EVICTED_BYTES).increment(u64::from(bytes));
+}
+
+/// One subproblem through singleflight; `shared` if it joined one in flight.
+pub(super) fn singleflight(shared: bool) {
+    let shared = if shared { "true" } else { "false" };
+    metrics::counter!(SINGLEFLIGHT_TOTAL, "shared" => shared).increment(1);
+}
