@@ -31,6 +31,7 @@ pub const SCHEMA: &str = include_str!("../../schema-examples/social-network.zed"
 /// are not errors: they are counted in the report by gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadgenError {
+    /// The endpoint is not a plaintext `HOST:PORT`.
     #[error("invalid endpoint `{endpoint}`: {reason}")]
     Endpoint { endpoint: String, reason: String },
     #[error("the token is not a valid header value")]
@@ -40,6 +41,7 @@ pub enum LoadgenError {
         endpoint: String,
         source: tonic::transport::Error,
     },
+    /// A setup call (schema, load, the visibility probe) failed.
     #[error("{call} failed: {status}")]
     Call {
         call: &'static str,
@@ -51,7 +53,10 @@ pub enum LoadgenError {
         got: u64,
         want: u64,
     },
-    #[error("the loaded data did not become visible at minimize_latency within {0:?}")]
+    /// `run` found no data: `generate` was not run with this size and seed.
+    #[error(
+        "the loaded data did not become visible at minimize_latency within {0:?} (run `trellis bench generate` with the same --relationships and --seed first)"
+    )]
     NotVisible(std::time::Duration),
     #[error("reading the CPU time of process {pid}: {reason}")]
     Cpu { pid: u32, reason: String },

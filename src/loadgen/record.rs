@@ -27,6 +27,7 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The name reports use (`HAS`, `NO`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Self::Has => "HAS",
@@ -41,6 +42,7 @@ impl Answer {
 /// Per kind: latency, answers, errors.
 #[derive(Debug, Clone)]
 pub struct KindStats {
+    /// Microseconds from the intended send time to the answer.
     pub latency: Histogram<u64>,
     pub answers: BTreeMap<Answer, u64>,
     pub errors: BTreeMap<String, u64>,
@@ -61,6 +63,7 @@ impl KindStats {
         self.latency.len()
     }
 
+    /// Calls that failed, whatever their code.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
@@ -113,6 +116,7 @@ impl Recorder {
         self.kinds.iter().map(|(k, s)| (*k, s))
     }
 
+    /// One kind's outcomes, if any was recorded.
     pub fn get(&self, kind: RequestKind) -> Option<&KindStats> {
         self.kinds.get(&kind)
     }

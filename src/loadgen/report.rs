@@ -198,6 +198,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a run from its two measured phases.
     pub fn build(config: &RunConfig, main: &PhaseOutcome, floor: &PhaseOutcome) -> Self {
         let main = PhaseReport::new(main);
         let floor = PhaseReport::new(floor);

@@ -26,14 +26,6 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 5] = [
-        Self::ContentView,
-        Self::ProfileView,
-        Self::InteractionView,
-        Self::Write,
-        Self::Health,
-    ];
-
     /// The name reports use.
     pub fn name(self) -> &'static str {
         match self {
@@ -65,12 +57,14 @@ impl RequestKind {
 /// One request, ready to send.
 #[derive(Debug, Clone)]
 pub enum Planned {
+    /// A CheckPermission of one of the three check kinds.
     Check(RequestKind, v1::CheckPermissionRequest),
     Write(v1::WriteRelationshipsRequest),
     Health,
 }
 
 impl Planned {
+    /// The histogram this request is recorded in.
     pub fn kind(&self) -> RequestKind {
         match self {
             Self::Check(kind, _) => *kind,
@@ -100,6 +94,8 @@ pub struct Picker {
 }
 
 impl Picker {
+    /// A picker over `shape`'s ids asking as `users`; `stream` picks this
+    /// worker's sequence among the seed's.
     pub fn new(
         shape: SocialShape,
         users: Arc<[usize]>,
