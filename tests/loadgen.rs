@@ -202,3 +202,69 @@ async fn the_cli_writes_summary_json_and_plot() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn trellis_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(args)
+        .output()
+        .expect("trellis runs")
+}
+
+/// `bench plan` prints the mix's checks; `bench generate --out` the
+/// network, without a server; both deterministic per seed.
+#[test]
+fn plan_and_generate_out_need_no_server() {
+    let plan = trellis_cli(&[
+        "bench",
+        "plan",
+        "--relationships",
+        "10000",
+        "--seed",
+        "3",
+        "--count",
+        "200",
+    ]);
+    assert!(plan.status.success());
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert_eq!(text.lines().count(), 200);
+    for line in text.lines() {
+        let (kind, check) = line.split_once('\t').expect("kind<TAB>check");
+        assert!(["content#view", "user#view_profile", "interaction#view"].contains(&kind));
+        trellis::model::parse_relationship(check).expect("relationship syntax");
+    }
+    let again = trellis_cli(&[
+        "bench",
+        "plan",
+        "--relationships",
+        "10000",
+        "--seed",
+        "3",
+        "--count",
+        "200",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), text);
+
+    let path = std::env::temp_dir().join(format!("trellis-bench-out-{}.txt", std::process::id()));
+    let out = trellis_cli(&[
+        "bench",
+        "generate",
+        "--relationships",
+        "3000",
+        "--seed",
+        "3",
+        "--out",
+        &path.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&path).expect("written");
+    let _ = std::fs::remove_file(&path);
+    let expected: Vec<String> = trellis::workload::social_network(3000, 3)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(written.lines().collect::<Vec<_>>(), expected);
+}
