@@ -86,7 +86,7 @@ def run_embedded(bin_: Path, a, checks: list[tuple[str, str]]) -> dict:
         "TRELLIS_ORACLE_DIR", REPO / "target" / "oracle")) / "npm/package/prebuilds/linux-x64/libspicedb.so"))
     try:
         import oracle  # noqa: E402
-        from authzed.api.v1 import CheckPermissionRequest, CheckPermissionResponse, Consistency
+        from authzed.api.v1 import CheckPermissionResponse
     except ImportError as e:
         sys.exit(f"spicedb_compare: {e}; run tests/oracle/setup.sh first")
 
@@ -109,32 +109,78 @@ def run_embedded(bin_: Path, a, checks: list[tuple[str, str]]) -> dict:
     # minimize_latency may read a revision older than the load for a few seconds.
     time.sleep(a.settle)
 
-    requests = []
-    for kind, text in checks:
-        c = oracle.parse_check(text)
-        requests.append((kind, CheckPermissionRequest(
-            consistency=Consistency(minimize_latency=True),
-            resource=worker.obj(c["resource"]), permission=c["permission"], subject=worker.subj(c["subject"]))))
+    requests = check_requests(checks)
     worker.select({"instance": instance})
+    call = lambda request: worker.ffi(  # noqa: E731
+        "spicedb_permissions_check_permission", request, CheckPermissionResponse)
+    out = timed_checks("SpiceDB 1.54 embedded (caches off)", requests, call, CheckPermissionResponse)
+    worker.op_close({"instance": instance})
+    out["note"] = f"loaded {len(relationships)} in {load_s:.1f} s; CPU includes the Python driver"
+    return out
+
+
+def timed_checks(name, requests, call, response_cls) -> dict:
+    """Sends `requests` one at a time through `call` (-> (response, error)); times each."""
     latencies: dict[str, list[float]] = {}
     answers: dict[str, int] = {}
     errors: dict[str, int] = {}
+    each: list[str] = []
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
     for kind, request in requests:
         start = time.perf_counter()
-        resp, err = worker.ffi("spicedb_permissions_check_permission", request, CheckPermissionResponse)
+        resp, err = call(request)
         latencies.setdefault(kind, []).append((time.perf_counter() - start) * 1e6)
         if err:
             errors[err["code"]] = errors.get(err["code"], 0) + 1
-        else:
-            # PERMISSIONSHIP_HAS_PERMISSION -> HAS, as `trellis bench run` reports it
-            name = CheckPermissionResponse.Permissionship.Name(resp.permissionship)
-            name = name.removeprefix("PERMISSIONSHIP_").removesuffix("_PERMISSION")
-            answers[name] = answers.get(name, 0) + 1
+            each.append("ERROR")
+            continue
+        # PERMISSIONSHIP_HAS_PERMISSION -> HAS, as `trellis bench run` reports it
+        answer = response_cls.Permissionship.Name(resp.permissionship)
+        answer = answer.removeprefix("PERMISSIONSHIP_").removesuffix("_PERMISSION")
+        answers[answer] = answers.get(answer, 0) + 1
+        each.append(answer)
     wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
-    worker.op_close({"instance": instance})
-    return summarize("SpiceDB 1.54 embedded (caches off)", latencies, answers, errors, wall, cpu,
-                     note=f"loaded {len(relationships)} in {load_s:.1f} s; CPU includes the Python driver")
+    out = summarize(name, latencies, answers, errors, wall, cpu)
+    out["each"] = each
+    return out
+
+
+def check_requests(checks: list[tuple[str, str]]) -> list:
+    """The plan as CheckPermissionRequests at minimize_latency."""
+    sys.path.insert(0, str(ORACLE))
+    import oracle
+    from authzed.api.v1 import CheckPermissionRequest, Consistency, ObjectReference, SubjectReference
+
+    out = []
+    for kind, text in checks:
+        c = oracle.parse_check(text)
+        out.append((kind, CheckPermissionRequest(
+            consistency=Consistency(minimize_latency=True),
+            resource=ObjectReference(object_type=c["resource"]["type"], object_id=c["resource"]["id"]),
+            permission=c["permission"],
+            subject=SubjectReference(object=ObjectReference(
+                object_type=c["subject"]["type"], object_id=c["subject"]["id"])))))
+    return out
+
+
+def run_python_client(endpoint: str, token: str, checks: list[tuple[str, str]]) -> dict:
+    """The plan through the official Python client, one at a time: the same driver
+    overhead as the embedded library's FFI path, and answers to compare with it."""
+    import grpc
+    from authzed.api.v1 import CheckPermissionResponse, InsecureClient
+
+    client = InsecureClient(endpoint, token)
+
+    def call(request):
+        try:
+            return client.CheckPermission(request), None
+        except grpc.RpcError as e:
+            return None, {"code": e.code().name}
+
+    out = timed_checks("Trellis via the Python client", check_requests(checks), call, CheckPermissionResponse)
+    out["cpu_per_check_us"] = None  # the driver's, not the server's
+    out["note"] = "same checks as the embedded SpiceDB, same kind of driver"
+    return out
 
 
 def summarize(name, latencies, answers, errors, wall, cpu, note="") -> dict:
@@ -172,7 +218,7 @@ def bench_run(bin_: Path, a, endpoint: str, token: str, server_pid: int | None, 
     }
 
 
-def run_trellis(bin_: Path, a) -> dict:
+def run_trellis(bin_: Path, a, checks: list[tuple[str, str]]) -> list[dict]:
     port = free_port()
     server = subprocess.Popen([str(bin_), "serve", "--grpc-addr", f"127.0.0.1:{port}", "--metrics-addr", "",
                                "--grpc-preshared-key", KEY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -189,7 +235,10 @@ def run_trellis(bin_: Path, a) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             out = bench_run(bin_, a, endpoint, KEY, server.pid, Path(tmp) / "trellis.json")
         out["name"] = "Trellis (memory datastore)"
-        return out
+        rows = [out]
+        if checks:
+            rows.append(run_python_client(endpoint, KEY, checks))
+        return rows
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -226,9 +275,13 @@ def main() -> None:
 
     print("NOTE: indicative only. The embedded SpiceDB has its caches compiled off, runs a memory "
           "datastore and is called through a C FFI from Python, one check at a time.\n")
-    rows = [run_trellis(a.trellis, a)]
-    if not a.skip_embedded:
-        rows.append(run_embedded(a.trellis, a, plan(a.trellis, a)))
+    checks = [] if a.skip_embedded else plan(a.trellis, a)
+    rows = run_trellis(a.trellis, a, checks)
+    if checks:
+        rows.append(run_embedded(a.trellis, a, checks))
+        ours, theirs = rows[1]["each"], rows[2]["each"]
+        differ = sum(1 for x, y in zip(ours, theirs) if x != y)
+        print(f"answers to the same {len(checks)} checks: {len(checks) - differ} agree, {differ} differ\n")
     if a.endpoint:
         if not a.endpoint_loaded:
             trellis(a.trellis, "bench", "generate", "--endpoint", a.endpoint, "--token", a.token,
