@@ -7,6 +7,10 @@
 #   benches/run.sh [RELATIONSHIPS] [extra `bench run` flags...]
 #   benches/run.sh 1000000 --duration 20s --concurrency 32
 #   benches/run.sh 100000 --rate 5000            # open loop
+#
+# With TRELLIS_BENCH_POSTGRES_URI=postgres://USER@HOST:PORT/DB (an empty database) the server runs on
+# PostgreSQL instead: the script migrates the database first. Only Trellis's own CPU is measured then;
+# PostgreSQL's backends are other processes.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,7 +24,12 @@ mkdir -p "$out"
 
 cargo build --release --quiet --bin trellis --manifest-path "$repo/Cargo.toml"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$bin" serve --grpc-addr "127.0.0.1:$port" --metrics-addr '' --grpc-preshared-key "$key" \
+engine=()
+if [ -n "${TRELLIS_BENCH_POSTGRES_URI:-}" ]; then
+    "$bin" datastore migrate head --datastore-conn-uri "$TRELLIS_BENCH_POSTGRES_URI"
+    engine=(--datastore-engine postgres --datastore-conn-uri "$TRELLIS_BENCH_POSTGRES_URI")
+fi
+"$bin" serve --grpc-addr "127.0.0.1:$port" --metrics-addr '' --grpc-preshared-key "$key" "${engine[@]}" \
     >"$out/server-$n.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
