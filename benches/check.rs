@@ -28,7 +28,6 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,15 +178,7 @@ fn report_load(sizes: &[(usize, &'static str)]) {
 fn check_requests(n: usize, count: usize) -> Vec<CheckParams> {
     let shape = SocialShape::for_relationships(n);
     let mut rng = SplitMix64::new(SEED ^ 0xC4EC);
-    let wanted = (shape.users / 100).max(10).min(shape.users);
-    let mut seen = HashSet::new();
-    let mut users = Vec::with_capacity(wanted);
-    while users.len() < wanted {
-        let user = rng.below(shape.users);
-        if seen.insert(user) {
-            users.push(user);
-        }
-    }
+    let users = workload::user_sample(&shape, 0.01, &mut rng);
     (0..count)
         .map(|_| {
             let (resource, permission, subject) = workload::sample_check(&shape, &mut rng, &users);

@@ -1,5 +1,6 @@
-//! Command-line commands: `serve`, `validate`, `schema check` and
-//! `schema fmt`. Every `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
+//! Command-line commands: `serve`, `validate`, `schema check`,
+//! `schema fmt`, `datastore migrate` and `bench generate|run|plan`. Every
+//! `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,10 @@ enum Command {
     Datastore(DatastoreCommand),
     /// Short for `trellis datastore migrate`.
     Migrate(MigrateArgs),
+    /// Benchmark any SpiceDB-compatible server with the social network of
+    /// AuthZed's 1M-QPS test.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,6 +324,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datastore(DatastoreCommand::Migrate(args)) | Command::Migrate(args) => {
             migrate(args).await
         }
+        Command::Bench(command) => bench(command).await,
     }
 }
 
@@ -506,4 +512,256 @@ fn fmt(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Write the social-network schema and load a generated network.
+    Generate(GenerateArgs),
+    /// Drive the server with the test's request mix and report latency,
+    /// answers, errors and server CPU against a health-call floor.
+    Run(RunArgs),
+    /// Print the checks `run` asks (its first worker's), one per line as
+    /// `kind<TAB>resource#permission@subject`, for other drivers.
+    Plan(PlanArgs),
+}
+
+/// The server to talk to (plain `authzed.api.v1`).
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The server's gRPC address, `HOST:PORT`.
+    #[arg(long, default_value = "localhost:50051")]
+    endpoint: String,
+    /// The preshared key (sent as `authorization: Bearer TOKEN`).
+    #[arg(long, env = "TRELLIS_BENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Plaintext connection, as `zed --insecure`; the only kind this binary
+    /// speaks (it has no TLS stack), accepted so zed's flags work.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TargetArgs {
+    fn target(&self) -> trellis::loadgen::Target {
+        trellis::loadgen::Target {
+            endpoint: self.endpoint.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// Which network: its size and seed. `run` and `plan` must be given
+/// `generate`'s, since they fix the ids the requests name.
+#[derive(Debug, Args)]
+struct NetworkArgs {
+    /// About how many relationships the network has.
+    #[arg(long, default_value_t = 100_000)]
+    relationships: usize,
+    /// Seed of the generator (same seed, same network).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Via {
+    /// One ImportBulkRelationships stream (the server must not hold them yet).
+    Import,
+    /// WriteRelationships calls of 1,000 TOUCH updates each.
+    Write,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// The RPC that loads the relationships.
+    #[arg(long, value_enum, default_value = "import")]
+    via: Via,
+    /// Write the relationships to FILE (one per line) instead of loading them.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// Share of the user pool that asks the checks, drawn uniformly.
+    #[arg(long, default_value_t = 0.01)]
+    sample: f64,
+    /// Share of requests that are writes (a TOUCH of one follow).
+    #[arg(long, default_value_t = 0.01)]
+    write_share: f64,
+    /// Closed loop: this many requests in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Open loop instead: this many requests per second on a fixed schedule
+    /// (latency counted from each request's intended send time).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: most requests outstanding; beyond it sends wait (and the
+    /// wait counts as latency).
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// HTTP/2 connections to spread the requests over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Unmeasured warm-up before the measured mix.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// How long the mix is measured.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    duration: Duration,
+    /// How long the floor (grpc.health.v1 Health/Check only) is measured.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    floor_duration: Duration,
+    /// The server's process id on this machine: its CPU time is read from
+    /// /proc before and after each phase.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// How long to wait for the loaded data to show at minimize_latency.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    visible_timeout: Duration,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+    /// Write the latency-distribution plot (SVG) here.
+    #[arg(long)]
+    plot_out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn config(&self) -> anyhow::Result<trellis::loadgen::RunConfig> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.sample) && self.sample > 0.0,
+            "--sample must be in (0, 1], got {}",
+            self.sample
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.write_share),
+            "--write-share must be in [0, 1], got {}",
+            self.write_share
+        );
+        let pace = match self.rate {
+            Some(rate) => {
+                anyhow::ensure!(rate > 0.0, "--rate must be positive, got {rate}");
+                trellis::loadgen::Pace::Open {
+                    rate,
+                    max_in_flight: self.max_in_flight,
+                }
+            }
+            None => trellis::loadgen::Pace::Closed {
+                concurrency: self.concurrency.max(1),
+            },
+        };
+        Ok(trellis::loadgen::RunConfig {
+            relationships: self.network.relationships,
+            seed: self.network.seed,
+            sample: self.sample,
+            write_share: self.write_share,
+            pace,
+            warmup: self.warmup,
+            duration: self.duration,
+            floor_duration: self.floor_duration,
+            server_pid: self.server_pid,
+            visible_timeout: self.visible_timeout,
+            endpoint: self.target.endpoint.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// Share of the user pool that asks the checks (as `run --sample`).
+    #[arg(long, default_value_t = 0.01)]
+    sample: f64,
+    /// How many checks.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+}
+
+async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Generate(args) => bench_generate(args).await,
+        BenchCommand::Run(args) => bench_run(args).await,
+        BenchCommand::Plan(args) => {
+            let shape =
+                trellis::workload::SocialShape::for_relationships(args.network.relationships);
+            for line in
+                trellis::loadgen::check_plan(shape, args.sample, args.network.seed, args.count)
+            {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn bench_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let relationships =
+        trellis::workload::social_network(args.network.relationships, args.network.seed);
+    if let Some(out) = &args.out {
+        trellis::loadgen::write_relationships_file(out, &relationships)?;
+        eprintln!(
+            "{} relationships written to {}",
+            relationships.len(),
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let connection = trellis::loadgen::Connection::open(&args.target.target(), 1).await?;
+    let progress = loading_bar();
+    let via = match args.via {
+        Via::Import => trellis::loadgen::LoadVia::Import,
+        Via::Write => trellis::loadgen::LoadVia::Write,
+    };
+    let loaded = trellis::loadgen::generate(&connection, &relationships, via, &progress).await;
+    progress.finish_and_clear();
+    let loaded = loaded.with_context(|| format!("loading into {}", args.target.endpoint))?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{loaded} relationships loaded into {} in {seconds:.1} s ({:.0}/s), with schema-examples/social-network.zed",
+        args.target.endpoint,
+        loaded as f64 / seconds
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bar on stderr (hidden when stderr is not a terminal, by indicatif).
+fn loading_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} relationships, {per_sec}, eta {eta}",
+    )
+    .expect("a constant, valid template");
+    bar.set_style(style);
+    bar
+}
+
+async fn bench_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let connection =
+        trellis::loadgen::Connection::open(&args.target.target(), args.connections).await?;
+    let report = trellis::loadgen::run(&connection, &config).await?;
+    print!("{}", report.summary());
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, report.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot_out {
+        let title = format!(
+            "trellis bench run: {} relationships, {}",
+            config.relationships, report.pace
+        );
+        let svg = trellis::loadgen::latency_svg(&title, &report.curves());
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

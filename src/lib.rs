@@ -10,6 +10,7 @@ pub mod config;
 pub mod datastore;
 pub mod dispatch;
 pub mod graph;
+pub mod loadgen;
 pub mod metrics;
 pub mod model;
 pub mod schema;

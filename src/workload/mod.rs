@@ -94,6 +94,35 @@ fn rel(
     }
 }
 
+/// Who may see user `u`'s profile: half the users are public, half
+/// followers-only, and one in 25 names both audiences, which is how the
+/// test has 2.6k of each per 5k users.
+fn profile_audiences(u: usize) -> impl Iterator<Item = SubjectRef> {
+    let public = u.is_multiple_of(2) || u % 50 == 25;
+    let followers = u % 2 == 1 || u.is_multiple_of(50);
+    let everyone = public.then(|| SubjectRef::object("user", "*"));
+    let audience = followers.then(|| SubjectRef::set("user", user_id(u), "follower"));
+    everyone.into_iter().chain(audience)
+}
+
+/// A uniform sample of the user pool, `fraction` of it but at least 10
+/// users (or all of them in a tiny network), without repeats: the users
+/// who ask the checks of a load test.
+pub fn user_sample(shape: &SocialShape, fraction: f64, rng: &mut SplitMix64) -> Vec<usize> {
+    let wanted = ((shape.users as f64 * fraction).round() as usize)
+        .max(10)
+        .min(shape.users);
+    let mut seen = std::collections::HashSet::with_capacity(wanted);
+    let mut users = Vec::with_capacity(wanted);
+    while users.len() < wanted {
+        let user = rng.below(shape.users);
+        if seen.insert(user) {
+            users.push(user);
+        }
+    }
+    users
+}
+
 /// The relationships of a social network of about `relationships`
 /// relationships, deterministic for a seed, without duplicates.
 pub fn social_network(relationships: usize, seed: u64) -> Vec<Relationship> {
@@ -104,12 +133,9 @@ pub fn social_network(relationships: usize, seed: u64) -> Vec<Relationship> {
 
     for u in 0..shape.users {
         out.push(rel("user", user_id(u), "self", user(u)));
-        let audience = if u % 2 == 0 {
-            SubjectRef::object("user", "*")
-        } else {
-            SubjectRef::set("user", user_id(u), "follower")
-        };
-        out.push(rel("user", user_id(u), "visibility", audience));
+        for audience in profile_audiences(u) {
+            out.push(rel("user", user_id(u), "visibility", audience));
+        }
     }
     let mut follows = std::collections::HashSet::new();
     while follows.len() < shape.follows.min(shape.users * (shape.users - 1)) {
@@ -212,8 +238,49 @@ mod tests {
             181_000.0
         ));
         assert!(near(count(&rels, "interaction", "parent", None), 104_000.0));
+        assert!(near(
+            count(&rels, "interaction", "creator", None),
+            104_000.0
+        ));
         assert!(near(count(&rels, "user", "follower", None), 52_000.0));
         assert!(near(count(&rels, "user", "self", None), 5_000.0));
+        assert!(near(
+            count(&rels, "user", "visibility", Some(true)),
+            2_600.0
+        ));
+        assert!(near(
+            count(&rels, "user", "visibility", Some(false)),
+            2_600.0
+        ));
+        let total = rels.len() as f64;
+        assert!((total - 100_000.0).abs() < 1_000.0, "{total} relationships");
+    }
+
+    #[test]
+    fn relationships_are_unique() {
+        let rels = social_network(20_000, 11);
+        let keys: std::collections::HashSet<_> = rels.iter().map(Relationship::key).collect();
+        assert_eq!(keys.len(), rels.len());
+    }
+
+    #[test]
+    fn user_sample_is_uniform_distinct_and_sized() {
+        let shape = SocialShape::for_relationships(1_000_000);
+        let sample = user_sample(&shape, 0.01, &mut SplitMix64::new(5));
+        assert_eq!(sample.len(), 50);
+        let distinct: std::collections::HashSet<_> = sample.iter().collect();
+        assert_eq!(distinct.len(), sample.len());
+        assert!(sample.iter().all(|&u| u < shape.users));
+        // Uniform, not Pareto: about half the sample comes from the upper half.
+        let big = SocialShape::for_relationships(100_000_000);
+        let wide = user_sample(&big, 0.01, &mut SplitMix64::new(5));
+        let upper = wide.iter().filter(|&&u| u >= big.users / 2).count() as f64;
+        assert!((0.45..0.55).contains(&(upper / wide.len() as f64)));
+        let tiny = SocialShape::for_relationships(100);
+        assert_eq!(
+            user_sample(&tiny, 0.01, &mut SplitMix64::new(5)).len(),
+            tiny.users
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub const KEY: &str = "integration-test-key";
 /// when `stop` is called or this is dropped.
 pub struct TestServer {
     pub channel: Channel,
+    /// Where it listens, for clients that dial it themselves.
+    pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -63,6 +65,7 @@ impl TestServer {
         };
         Self {
             channel,
+            addr,
             stop: Some(stop),
         }
     }
