@@ -268,14 +268,16 @@ async fn datastore_metrics_are_scraped() {
     };
     let (pg, datastore) = cluster.default_datastore().await;
     let datastore = Arc::new(Metered::new(datastore));
-    let collector = spawn_garbage_collector(Arc::downgrade(&datastore), Duration::from_millis(50));
-    let maintenance = datastore.inner().spawn_pool_maintenance(&pg);
     let metrics_addr = free_addr().await;
     let config = Config {
         metrics_addr: Some(metrics_addr),
         ..Config::default()
     };
-    let server = TestServer::start_with(datastore, config).await;
+    let server = TestServer::start_with(datastore.clone(), config).await;
+    // After the server installed the metrics recorder: a sample recorded
+    // before it would be lost.
+    let collector = spawn_garbage_collector(Arc::downgrade(&datastore), Duration::from_millis(50));
+    let maintenance = datastore.inner().spawn_pool_maintenance(&pg);
     v1::schema_service_client::SchemaServiceClient::new(server.channel.clone())
         .write_schema(authed(v1::WriteSchemaRequest {
             schema: SCHEMA.into(),

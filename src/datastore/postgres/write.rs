@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use deadpool_postgres::Transaction;
 use futures::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error as PgError, Row};
 
@@ -728,8 +729,9 @@ fn first_duplicate(relationships: &[Relationship]) -> Option<RelationshipKey> {
         .map(|pair| pair[0].clone())
 }
 
-/// Column types of the COPY staging table, in its column order.
-const STAGING_TYPES: [Type; 10] = [
+/// Column types of a COPY of relationships, in `copy_relationships`'s
+/// order; the staging table has all but the last (the revision).
+const COPY_TYPES: [Type; 11] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -740,9 +742,72 @@ const STAGING_TYPES: [Type; 10] = [
     Type::JSONB,
     Type::TIMESTAMPTZ,
     Type::INT4,
+    Type::INT8,
 ];
 
+/// A bulk load on PostgreSQL. The fast way COPYs straight into the
+/// relationships table and lets its unique index of living versions catch
+/// a relationship that exists or comes twice; only then does the load run
+/// again the slow way, through a staging table, to name the first such
+/// relationship (in key order) in `AlreadyExists`.
 async fn bulk_load_once(
+    inner: &Inner,
+    relationships: &[Relationship],
+    metadata: &TransactionMetadata,
+) -> DatastoreResult<WriteOutcome> {
+    match copy_directly(inner, relationships, metadata).await? {
+        Some(outcome) => Ok(outcome),
+        None => copy_through_staging(inner, relationships, metadata).await,
+    }
+}
+
+/// The fast way; `None` when a relationship exists or comes twice (the
+/// transaction rolled back).
+async fn copy_directly(
+    inner: &Inner,
+    relationships: &[Relationship],
+    metadata: &TransactionMetadata,
+) -> DatastoreResult<Option<WriteOutcome>> {
+    let mut client = inner.write_client().await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| from_pg("starting a bulk load", e))?;
+    let now = inner.clock.now();
+    let stamp = stamp(inner, &tx, now, &[]).await?;
+    // Expired versions still hold their key in the unique index. Retiring
+    // every expired one is invisible (an expired version is invisible at
+    // any revision) and reports no change, as the memory engine's load
+    // does for the ones it replaces.
+    let retire_expired = format!(
+        "UPDATE relation_tuple SET deleted_revision = $1 \
+         WHERE deleted_revision = {} AND expiration <= $2",
+        Dialect::Postgres.alive(),
+    );
+    tx.cached_execute(&retire_expired, &[&stamp.revision, &now])
+        .await
+        .map_err(|e| from_pg("retiring expired relationships", e))?;
+    let copy = format!(
+        "COPY relation_tuple ({KEY_COLUMNS}, caveat_name, caveat_context, expiration, \
+         created_seq, created_revision) FROM STDIN (FORMAT binary)"
+    );
+    match copy_relationships(&tx, &copy, relationships, Some(&stamp.revision)).await {
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(None),
+        Err(e) => return Err(from_pg("copying relationships", e)),
+        Ok(()) => {}
+    }
+    finish(tx, &stamp, metadata, false).await?;
+    Ok(Some(WriteOutcome {
+        revision: from_db(stamp.revision),
+        deleted_by_filter: 0,
+        partial: false,
+    }))
+}
+
+/// The slow way: COPY into a staging table, name the first relationship
+/// that exists or comes twice, else retire the expired versions the load
+/// replaces and insert from the staging table.
+async fn copy_through_staging(
     inner: &Inner,
     relationships: &[Relationship],
     metadata: &TransactionMetadata,
@@ -763,7 +828,14 @@ async fn bulk_load_once(
     )
     .await
     .map_err(|e| from_pg("preparing a bulk load", e))?;
-    copy_into_staging(&tx, relationships).await?;
+    copy_relationships(
+        &tx,
+        "COPY bulk_staging FROM STDIN (FORMAT binary)",
+        relationships,
+        None,
+    )
+    .await
+    .map_err(|e| from_pg("copying relationships", e))?;
     reject_existing(&tx, now).await?;
     let staged = prefixed("s", KEY_COLUMNS);
     let retire_expired = format!(
@@ -791,42 +863,44 @@ async fn bulk_load_once(
     })
 }
 
-/// Streams the relationships into the staging table with binary COPY.
-async fn copy_into_staging(
+/// Streams relationships with binary COPY (`copy` names the table and its
+/// columns): the identity, caveat, context, expiration and change-feed
+/// position, then `revision` when given.
+async fn copy_relationships(
     tx: &Transaction<'_>,
+    copy: &str,
     relationships: &[Relationship],
-) -> DatastoreResult<()> {
-    let sink = tx
-        .copy_in("COPY bulk_staging FROM STDIN (FORMAT binary)")
-        .await
-        .map_err(|e| from_pg("starting COPY", e))?;
-    let writer = BinaryCopyInWriter::new(sink, &STAGING_TYPES);
+    revision: Option<&Rev>,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let types = match revision {
+        Some(_) => &COPY_TYPES[..],
+        None => &COPY_TYPES[..COPY_TYPES.len() - 1],
+    };
+    let writer = BinaryCopyInWriter::new(sink, types);
     pin_mut!(writer);
     for (seq, rel) in relationships.iter().enumerate() {
         let seq = i32::try_from(seq).unwrap_or(i32::MAX);
         let caveat = rel.caveat.as_ref().map(|c| c.name.as_str());
         let context = sql::caveat_context(rel);
-        writer
-            .as_mut()
-            .write(&[
-                &rel.resource.object_type,
-                &rel.resource.object_id,
-                &rel.relation,
-                &rel.subject.object.object_type,
-                &rel.subject.object.object_id,
-                &rel.subject.relation,
-                &caveat,
-                &context,
-                &rel.expires_at,
-                &seq,
-            ])
-            .await
-            .map_err(|e| from_pg("copying relationships", e))?;
+        let mut row: Vec<&(dyn ToSql + Sync)> = vec![
+            &rel.resource.object_type,
+            &rel.resource.object_id,
+            &rel.relation,
+            &rel.subject.object.object_type,
+            &rel.subject.object.object_id,
+            &rel.subject.relation,
+            &caveat,
+            &context,
+            &rel.expires_at,
+            &seq,
+        ];
+        if let Some(revision) = revision {
+            row.push(revision);
+        }
+        writer.as_mut().write(&row).await?;
     }
-    writer
-        .finish()
-        .await
-        .map_err(|e| from_pg("finishing COPY", e))?;
+    writer.finish().await?;
     Ok(())
 }
 
