@@ -2,6 +2,8 @@
 //! files into a FileDescriptorSet, `tonic-prost-build` generates messages,
 //! server traits and clients from it, and the encoded set is written beside
 //! the generated code for gRPC reflection (`api::proto::FILE_DESCRIPTOR_SET`).
+//! The peer protocol (`proto/dispatch/v1`) is compiled apart: it is never
+//! registered for reflection, since it is not served on the public port.
 
 use std::path::PathBuf;
 
@@ -55,5 +57,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // failed call are built by the same code in api::status.
         .extern_path(".google.rpc.Status", "::tonic_types::Status")
         .compile_fds(fds)?;
+    compile_peer_protocol()
+}
+
+/// `trellis.dispatch.v1`: messages, the server trait and the client.
+fn compile_peer_protocol() -> Result<(), Box<dyn std::error::Error>> {
+    let fds = protox::Compiler::new(["proto"])?
+        .include_source_info(true)
+        .open_files([PEER_PROTO])?
+        .file_descriptor_set();
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
     Ok(())
 }
+
+/// The dispatch cluster's own protocol.
+const PEER_PROTO: &str = "dispatch/v1/dispatch.proto";

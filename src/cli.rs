@@ -18,7 +18,9 @@ use trellis::datastore::postgres::{
 };
 use trellis::datastore::proxy::Metered;
 use trellis::datastore::{RevisionConfig, SystemClock, spawn_garbage_collector};
-use trellis::dispatch::settings::{CacheCapacity, DispatchSettings};
+use trellis::dispatch::settings::{
+    CacheCapacity, ClusterSettings, DispatchSettings, parse_upstreams,
+};
 use trellis::schema;
 use trellis::service::WatchSettings;
 use trellis::validationfile;
@@ -263,6 +265,45 @@ struct ServeArgs {
     /// or a share of the memory available to the process (`30%`).
     #[arg(long, env = "TRELLIS_DISPATCH_CACHE_MAX_COST", default_value = "30%")]
     dispatch_cache_max_cost: CacheCapacity,
+    /// Serve the dispatch peer protocol to the other nodes of a cluster, on
+    /// `--dispatch-cluster-addr` (never on the public port).
+    #[arg(
+        long,
+        env = "TRELLIS_DISPATCH_CLUSTER_ENABLED",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    dispatch_cluster_enabled: bool,
+    /// Address of the dispatch peer port.
+    #[arg(long, env = "TRELLIS_DISPATCH_CLUSTER_ADDR", default_value = ":50053", value_parser = parse_addr)]
+    dispatch_cluster_addr: SocketAddr,
+    /// Bearer token peers present and expect on the dispatch port; defaults
+    /// to the first `--grpc-preshared-key`.
+    #[arg(
+        long,
+        env = "TRELLIS_DISPATCH_CLUSTER_PRESHARED_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    dispatch_cluster_preshared_key: String,
+    /// The dispatch cluster's members, `host:port` of their peer ports,
+    /// comma-separated (may include this node). Each subproblem goes to its
+    /// owner on a consistent hashring of them; empty: evaluate everything here.
+    #[arg(long, env = "TRELLIS_DISPATCH_UPSTREAM_ADDR", default_value = "")]
+    dispatch_upstream_addr: String,
+    /// Longest a peer may take to answer a subproblem before it is marked
+    /// down and the subproblem is evaluated here.
+    #[arg(long, env = "TRELLIS_DISPATCH_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    dispatch_upstream_timeout: Duration,
+    /// Virtual nodes per member on the hashring.
+    #[arg(
+        long,
+        env = "TRELLIS_DISPATCH_HASHRING_REPLICATION_FACTOR",
+        default_value_t = 100
+    )]
+    dispatch_hashring_replication_factor: u16,
 }
 
 impl ServeArgs {
@@ -279,7 +320,6 @@ impl ServeArgs {
             grpc_addr: self.grpc_addr,
             metrics_addr: parse_optional_addr(&self.metrics_addr)
                 .map_err(|e| anyhow::anyhow!("--metrics-addr: {e}"))?,
-            preshared_keys: self.grpc_preshared_key,
             datastore_engine: self.datastore_engine,
             postgres: self.connection.postgres(cockroach),
             revisions: RevisionConfig {
@@ -298,9 +338,30 @@ impl ServeArgs {
             dispatch: DispatchSettings {
                 cache_enabled: self.dispatch_cache_enabled,
                 cache_max_cost: self.dispatch_cache_max_cost,
+                cluster: ClusterSettings {
+                    enabled: self.dispatch_cluster_enabled,
+                    addr: self.dispatch_cluster_addr,
+                    preshared_key: cluster_key(
+                        &self.dispatch_cluster_preshared_key,
+                        &self.grpc_preshared_key,
+                    ),
+                    upstreams: parse_upstreams(&self.dispatch_upstream_addr),
+                    self_addr: None,
+                    upstream_timeout: self.dispatch_upstream_timeout,
+                    replication_factor: self.dispatch_hashring_replication_factor,
+                },
             },
+            preshared_keys: self.grpc_preshared_key,
         })
     }
+}
+
+/// The dispatch cluster's key: its own flag, else the first public key.
+fn cluster_key(own: &str, public: &[String]) -> Option<String> {
+    Some(own)
+        .filter(|k| !k.is_empty())
+        .or_else(|| public.iter().map(String::as_str).find(|k| !k.is_empty()))
+        .map(str::to_string)
 }
 
 #[derive(Debug, Subcommand)]

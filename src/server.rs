@@ -1,9 +1,11 @@
-//! The composition root: builds the datastore, the dispatcher chain and the
-//! services, loads bootstrap files, and serves the public gRPC API (plus
-//! health and reflection, and Prometheus metrics on their own address)
-//! until shutdown. Nothing depends on this module but `main`.
+//! The composition root: builds the datastore, the dispatcher chains and
+//! the services, loads bootstrap files, and serves the public gRPC API (plus
+//! health and reflection, and Prometheus metrics on their own address) and,
+//! in a dispatch cluster, the peer protocol on its own port, until
+//! shutdown. Nothing depends on this module but `main`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -15,8 +17,8 @@ use crate::api::proto::{self, v1};
 use crate::config::Config;
 use crate::datastore::schema_cache::SchemaCache;
 use crate::datastore::{Datastore, RevisionConfig};
-use crate::dispatch::builder;
-use crate::dispatch::settings::DispatchSettings;
+use crate::dispatch::builder::{self, Chains};
+use crate::dispatch::settings::{DispatchSettings, identify_self};
 use crate::service::{Limits, Services};
 use crate::validationfile;
 
@@ -43,6 +45,68 @@ pub fn services_with<D: Datastore>(
     let schemas = Arc::new(SchemaCache::new());
     let dispatcher = builder::build(datastore.clone(), schemas.clone(), dispatch, revisions);
     Arc::new(Services::new(datastore, schemas, dispatcher, limits))
+}
+
+/// One node: its services, and the dispatcher chains behind them (the
+/// serving chain answers peers).
+pub struct Node<D: Datastore> {
+    pub services: Arc<Services<D>>,
+    pub dispatch: Chains,
+}
+
+/// Builds a node over `datastore` as `config` describes. `peer_addr` is
+/// where its peer server listens, if it serves one: the upstream with that
+/// address (or naming this host at that port) is this node, and its
+/// subproblems are evaluated here without a network hop.
+pub fn node<D: Datastore>(
+    datastore: Arc<D>,
+    config: &Config,
+    peer_addr: Option<SocketAddr>,
+) -> anyhow::Result<Node<D>> {
+    let mut dispatch = config.dispatch.clone();
+    if dispatch.cluster.self_addr.is_none()
+        && let Some(addr) = peer_addr
+    {
+        let hostname = hostname();
+        dispatch.cluster.self_addr =
+            identify_self(&dispatch.cluster.upstreams, addr, hostname.as_deref());
+    }
+    let schemas = Arc::new(SchemaCache::new());
+    let chains = builder::build_node(
+        datastore.clone(),
+        schemas.clone(),
+        &dispatch,
+        &config.revisions,
+    )
+    .context("building the dispatch cluster")?;
+    if !dispatch.cluster.upstreams.is_empty() {
+        tracing::info!(
+            upstreams = ?dispatch.cluster.upstreams,
+            this_node = ?dispatch.cluster.self_addr,
+            replication_factor = dispatch.cluster.replication_factor,
+            "dispatching over the hashring"
+        );
+    }
+    let services = Arc::new(Services::new(
+        datastore,
+        schemas,
+        chains.head.clone(),
+        Limits::default(),
+    ));
+    Ok(Node {
+        services,
+        dispatch: chains,
+    })
+}
+
+/// This machine's name (a Kubernetes pod's name), to find it among the
+/// upstreams.
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 /// Runs one validation file against a fresh in-memory datastore, as
@@ -90,12 +154,41 @@ pub async fn bootstrap<D: Datastore>(
     Ok(())
 }
 
-/// Serves the public API on `listener` until `shutdown` resolves, then
-/// lets in-flight calls finish (up to the configured grace period).
+/// Serves the public API on `listener` (and, with
+/// `--dispatch-cluster-enabled`, the peer protocol on
+/// `--dispatch-cluster-addr`) until `shutdown` resolves, then lets
+/// in-flight calls finish (up to the configured grace period).
 pub async fn run<D: Datastore>(
     datastore: Arc<D>,
     config: Config,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let cluster = &config.dispatch.cluster;
+    let peer_listener = if cluster.enabled {
+        let listener = TcpListener::bind(cluster.addr)
+            .await
+            .with_context(|| format!("binding the dispatch cluster address {}", cluster.addr))?;
+        Some(listener)
+    } else {
+        None
+    };
+    let peer_addr = peer_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let node = node(datastore.clone(), &config, peer_addr)?;
+    run_node(node, datastore, config, listener, peer_listener, shutdown).await
+}
+
+/// Serves `node`: the public API on `listener`, the peer protocol on
+/// `peer_listener` if given, until `shutdown` resolves.
+pub async fn run_node<D: Datastore>(
+    node: Node<D>,
+    datastore: Arc<D>,
+    config: Config,
+    listener: TcpListener,
+    peer_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(
@@ -103,13 +196,18 @@ pub async fn run<D: Datastore>(
         max_cost = %config.dispatch.cache_max_cost,
         "dispatch cache"
     );
-    let services = services_with(
-        datastore.clone(),
-        Limits::default(),
-        &config.dispatch,
-        &config.revisions,
-    );
+    let services = node.services;
     bootstrap(&services, &config).await?;
+    let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let _peer_server = match peer_listener {
+        Some(listener) => Some(AbortOnDrop(spawn_peer_server(
+            listener,
+            node.dispatch.serving.clone(),
+            &config,
+            peers_stopped,
+        )?)),
+        None => None,
+    };
     let metrics = match config.metrics_addr {
         Some(addr) => {
             let listener = crate::metrics::bind(addr).await?;
@@ -176,6 +274,7 @@ pub async fn run<D: Datastore>(
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight calls");
                 closing.send_replace(true);
+                let _ = stop_peers.send(());
                 let _ = drained_tx.send(());
             },
         );
@@ -189,6 +288,32 @@ pub async fn run<D: Datastore>(
     }
     drop(metrics);
     Ok(())
+}
+
+/// Starts the peer server on `listener` (see `dispatch::server`); it stops
+/// when `stop` fires or is dropped.
+fn spawn_peer_server(
+    listener: TcpListener,
+    serving: Arc<dyn crate::dispatch::Dispatcher>,
+    config: &Config,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let key = config
+        .dispatch
+        .cluster
+        .preshared_key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .ok_or(crate::dispatch::remote::ClusterConfigError::MissingKey)?;
+    tracing::info!(addr = %listener.local_addr()?, "serving trellis.dispatch.v1 to peers");
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.await;
+        };
+        if let Err(e) = crate::dispatch::server::serve(listener, serving, &key, stopped).await {
+            tracing::error!(error = %e, "the dispatch peer server failed");
+        }
+    }))
 }
 
 /// Health as the datastore's readiness: every service SERVING while the

@@ -1,8 +1,11 @@
 //! The identities of a check subproblem: the cache key (what was asked, at
-//! which revision, without the depth budget) and the singleflight key (the
-//! cache key plus the depth budget). Routing keys for peers (issue 7's
-//! cluster) will live here too, kept apart from these.
+//! which revision, without the depth budget), the singleflight key (the
+//! cache key plus the depth budget) and the routing key (which peer owns
+//! it), kept apart: the routing key leaves out what need not decide the
+//! owner (the results setting), so both settings of one question meet in
+//! the same node's cache.
 
+use std::hash::{Hash, Hasher};
 use std::mem::size_of;
 
 use super::{CheckRequest, ResultsSetting};
@@ -73,6 +76,48 @@ impl FlightKey {
     }
 }
 
+/// What decides which peer owns a subproblem: resource type, relation,
+/// sorted ids, subject and revision. The revision is in it so ownership
+/// reshuffles each quantization window rather than pinning one hot
+/// subproblem to one node for ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingKey<'a> {
+    resource_type: &'a str,
+    relation: &'a str,
+    /// Sorted, deduplicated: the owner does not depend on the ids' order.
+    resource_ids: Vec<&'a str>,
+    subject: &'a SubjectRef,
+    revision: Revision,
+}
+
+impl<'a> RoutingKey<'a> {
+    pub fn of(request: &'a CheckRequest) -> Self {
+        let mut resource_ids: Vec<&str> = request.resource_ids.iter().map(String::as_str).collect();
+        resource_ids.sort_unstable();
+        resource_ids.dedup();
+        Self {
+            resource_type: &request.resource_type,
+            relation: &request.relation,
+            resource_ids,
+            subject: &request.subject,
+            revision: request.revision,
+        }
+    }
+}
+
+impl Hash for RoutingKey<'_> {
+    /// Field by field with separators, so `("ab", "c")` and `("a", "bc")`
+    /// hash apart. The ring's hasher is fixed (SipHash with zero keys), so
+    /// every node computes the same owner.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.resource_type.hash(state);
+        self.relation.hash(state);
+        self.resource_ids.hash(state);
+        self.subject.hash(state);
+        self.revision.hash(state);
+    }
+}
+
 /// Heap bytes of a string.
 pub(super) fn string_bytes(s: &String) -> usize {
     s.capacity()
@@ -119,6 +164,21 @@ mod tests {
         };
         assert_ne!(CheckKey::of(&base), CheckKey::of(&later));
         assert_ne!(CheckKey::of(&base), CheckKey::of(&all));
+    }
+
+    #[test]
+    fn routing_ignores_order_depth_and_setting_but_not_revision() {
+        let base = request(&["b", "a"], 50);
+        let same = CheckRequest {
+            results_setting: ResultsSetting::RequireAllResults,
+            ..request(&["a", "b", "a"], 3)
+        };
+        let later = CheckRequest {
+            revision: Revision(8),
+            ..base.clone()
+        };
+        assert_eq!(RoutingKey::of(&base), RoutingKey::of(&same));
+        assert_ne!(RoutingKey::of(&base), RoutingKey::of(&later));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! cache hits, misses, evictions and the bytes it holds (SpiceDB's
 //! `spicedb_cache_*` with `cache="dispatch"`), and subproblems that joined
 //! a computation already in flight (SpiceDB's
-//! `spicedb_dispatch_single_flight_total{shared="true"}`).
+//! `spicedb_dispatch_single_flight_total{shared="true"}`); and, in a
+//! cluster, where routed subproblems went and which peers are down.
 
 /// Counter of check subproblems answered from the cache.
 pub const CACHE_HITS_TOTAL: &str = "trellis_dispatch_cache_hits_total";
@@ -18,8 +19,23 @@ pub const CACHE_COST_EVICTED_BYTES: &str = "trellis_dispatch_cache_cost_evicted_
 /// joined another's computation.
 pub const SINGLEFLIGHT_TOTAL: &str = "trellis_dispatch_singleflight_total";
 
+/// Counter of subproblems the remote dispatcher routed, by `outcome`:
+/// `local` (owned here, or owner down), `peer` (answered by the owner),
+/// `failover` (the owner failed; evaluated here).
+pub const REMOTE_DISPATCH_TOTAL: &str = "trellis_dispatch_remote_total";
+/// Gauge per peer: 1 while it is marked down, 0 once it is back.
+pub const PEER_DOWN: &str = "trellis_dispatch_peer_down";
+
 /// Registers help text for the metrics declared here.
 pub fn describe() {
+    metrics::describe_counter!(
+        REMOTE_DISPATCH_TOTAL,
+        "Check subproblems routed by the hashring, by outcome (local, peer, failover)."
+    );
+    metrics::describe_gauge!(
+        PEER_DOWN,
+        "1 while a dispatch peer is marked down (its subproblems evaluated locally), else 0."
+    );
     metrics::describe_counter!(
         CACHE_HITS_TOTAL,
         "Check subproblems answered from the dispatch cache."
@@ -70,4 +86,14 @@ pub(super) fn cache_evicted(reason: &'static str, bytes: u32) {
 pub(super) fn singleflight(shared: bool) {
     let shared = if shared { "true" } else { "false" };
     metrics::counter!(SINGLEFLIGHT_TOTAL, "shared" => shared).increment(1);
+}
+
+/// One routed subproblem and where it was answered.
+pub(super) fn remote_dispatch(outcome: &'static str) {
+    metrics::counter!(REMOTE_DISPATCH_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// A peer went down (`true`) or came back.
+pub(super) fn peer_down(peer: &str, down: bool) {
+    metrics::gauge!(PEER_DOWN, "peer" => peer.to_string()).set(if down { 1.0 } else { 0.0 });
 }

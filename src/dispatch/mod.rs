@@ -3,7 +3,9 @@
 //! stand in front of it without the engine knowing. A subproblem is a plain
 //! value: resource type and ids, relation, subject, revision, depth budget.
 //! The chain `builder` assembles: `caching` → `singleflight` → `local`, with
-//! local's subproblems re-entering at the cache.
+//! local's subproblems re-entering at the cache; in a cluster `remote`
+//! stands before `local` and routes each subproblem to its owner on a
+//! consistent hashring of peers, whose `server` answers it.
 
 pub mod builder;
 pub mod caching;
@@ -11,6 +13,8 @@ pub mod cost;
 pub mod keys;
 pub mod local;
 pub mod metrics;
+pub mod remote;
+pub mod server;
 pub mod settings;
 pub mod singleflight;
 mod stack;
@@ -113,7 +117,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Answers check subproblems. Implementations: `local::LocalDispatcher`
 /// (evaluates in process), `caching::CachingDispatcher` and
-/// `singleflight::SingleflightDispatcher` (decorators); later remote peers.
+/// `singleflight::SingleflightDispatcher` (decorators), and
+/// `remote::RemoteDispatcher` (routes to the owning peer).
 pub trait Dispatcher: Send + Sync {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>>;
 }

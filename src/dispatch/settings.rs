@@ -1,9 +1,12 @@
 //! Dispatch settings (`--dispatch-cache-*`): whether the subproblem cache is
 //! on and how large it may grow, given as bytes (`256MiB`) or as a share of
 //! the memory this process may use (`30%`, SpiceDB's default), and the
-//! cache's time to live, derived from the revision quantization window.
+//! cache's time to live, derived from the revision quantization window;
+//! and the cluster's settings (`--dispatch-cluster-*`, `--dispatch-upstream-*`,
+//! `--dispatch-hashring-*`): the peer port, its key, the peers and the ring.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,13 +20,22 @@ pub const DEFAULT_CACHE_SHARE_PERCENT: f64 = 30.0;
 /// happens when quantization is off (a zero window).
 const MIN_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// SpiceDB's `--dispatch-hashring-replication-factor` default.
+pub const DEFAULT_REPLICATION_FACTOR: u16 = 100;
+/// SpiceDB's `--dispatch-upstream-timeout` default.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// SpiceDB's `--dispatch-cluster-addr` default port.
+pub const DEFAULT_CLUSTER_PORT: u16 = 50053;
+
 /// How the dispatcher chain is assembled.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DispatchSettings {
     /// `--dispatch-cache-enabled`.
     pub cache_enabled: bool,
     /// `--dispatch-cache-max-cost`.
     pub cache_max_cost: CacheCapacity,
+    /// The peers and the ring; empty upstreams mean a node on its own.
+    pub cluster: ClusterSettings,
 }
 
 impl Default for DispatchSettings {
@@ -31,8 +43,74 @@ impl Default for DispatchSettings {
         Self {
             cache_enabled: true,
             cache_max_cost: CacheCapacity::Share(DEFAULT_CACHE_SHARE_PERCENT),
+            cluster: ClusterSettings::default(),
         }
     }
+}
+
+/// The dispatch cluster: whether this node serves peers, where, with which
+/// key, and which peers it routes subproblems to.
+#[derive(Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// `--dispatch-cluster-enabled`: serve the peer protocol.
+    pub enabled: bool,
+    /// `--dispatch-cluster-addr`: the peer port (never the public one).
+    pub addr: SocketAddr,
+    /// `--dispatch-cluster-preshared-key`: the bearer token peers present
+    /// and expect. `None` only when no key is configured at all.
+    pub preshared_key: Option<String>,
+    /// `--dispatch-upstream-addr`: every member of the ring, `host:port` of
+    /// its peer port; may include this node (see `self_addr`).
+    pub upstreams: Vec<String>,
+    /// Which upstream is this node: subproblems it owns are evaluated here
+    /// without a network hop. `None`: this node is not in the list.
+    pub self_addr: Option<String>,
+    /// `--dispatch-upstream-timeout`: longest a peer may take to answer
+    /// before the subproblem is evaluated here instead.
+    pub upstream_timeout: Duration,
+    /// `--dispatch-hashring-replication-factor`: virtual nodes per member.
+    pub replication_factor: u16,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_CLUSTER_PORT)),
+            preshared_key: None,
+            upstreams: Vec::new(),
+            self_addr: None,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            replication_factor: DEFAULT_REPLICATION_FACTOR,
+        }
+    }
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = self.preshared_key.as_ref().map(|_| "[redacted]");
+        f.debug_struct("ClusterSettings")
+            .field("enabled", &self.enabled)
+            .field("addr", &self.addr)
+            .field("preshared_key", &key)
+            .field("upstreams", &self.upstreams)
+            .field("self_addr", &self.self_addr)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .field("replication_factor", &self.replication_factor)
+            .finish()
+    }
+}
+
+/// Splits `--dispatch-upstream-addr`'s comma-separated list, dropping
+/// blanks and duplicates (a member listed twice is still one member).
+pub fn parse_upstreams(text: &str) -> Vec<String> {
+    let mut upstreams: Vec<String> = Vec::new();
+    for addr in text.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if !upstreams.iter().any(|known| known == addr) {
+            upstreams.push(addr.to_string());
+        }
+    }
+    upstreams
 }
 
 /// The cache's budget, in bytes of keys and values.
@@ -123,6 +201,43 @@ fn unit_bytes(unit: &str) -> Option<u64> {
     })
 }
 
+/// Which of `upstreams` is the node whose peer server listens on `addr`:
+/// one at the same port whose host is that address, loopback or
+/// `localhost` when the node listens on every interface or on loopback, or
+/// this machine's `hostname` (alone, or as the first label of a DNS name,
+/// as a StatefulSet pod's `trellis-0.trellis-peers…`).
+pub fn identify_self(
+    upstreams: &[String],
+    addr: SocketAddr,
+    hostname: Option<&str>,
+) -> Option<String> {
+    upstreams
+        .iter()
+        .find(|upstream| names_this_node(upstream, addr, hostname))
+        .cloned()
+}
+
+fn names_this_node(upstream: &str, addr: SocketAddr, hostname: Option<&str>) -> bool {
+    let Some((host, port)) = upstream.rsplit_once(':') else {
+        return false;
+    };
+    if port.parse::<u16>().ok() != Some(addr.port()) {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = addr.ip().is_unspecified() || addr.ip().is_loopback();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip == addr.ip() || (local && ip.is_loopback()),
+        Err(_) if host == "localhost" => local,
+        Err(_) => hostname.is_some_and(|name| {
+            host == name
+                || host
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        }),
+    }
+}
+
 /// How long a cached answer lives: twice the longest a quantized revision
 /// stays in use (the window plus its smeared hand-over), as SpiceDB sets
 /// it. Entries of a revision no request picks any more then age out
@@ -176,6 +291,46 @@ fn cgroup_limit(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_lists() {
+        assert_eq!(
+            parse_upstreams(" a:1, b:2,,a:1 ,c:3"),
+            vec!["a:1", "b:2", "c:3"]
+        );
+        assert!(parse_upstreams("").is_empty());
+        let redacted = ClusterSettings {
+            preshared_key: Some("hunter2".into()),
+            ..ClusterSettings::default()
+        };
+        assert!(!format!("{redacted:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_node_finds_itself_among_the_upstreams() {
+        let loopback = parse_upstreams("127.0.0.1:50053,127.0.0.1:50054,127.0.0.1:50055");
+        let every: SocketAddr = "0.0.0.0:50054".parse().expect("address");
+        assert_eq!(
+            identify_self(&loopback, every, None).as_deref(),
+            Some("127.0.0.1:50054")
+        );
+        let exact: SocketAddr = "127.0.0.1:50055".parse().expect("address");
+        assert_eq!(
+            identify_self(&loopback, exact, None).as_deref(),
+            Some("127.0.0.1:50055")
+        );
+        let elsewhere: SocketAddr = "10.0.0.9:50053".parse().expect("address");
+        assert_eq!(identify_self(&loopback, elsewhere, None), None);
+        let pods = parse_upstreams(
+            "trellis-0.trellis-peers.trellis.svc.cluster.local:50053,trellis-1.trellis-peers.trellis.svc.cluster.local:50053",
+        );
+        let pod: SocketAddr = "0.0.0.0:50053".parse().expect("address");
+        assert_eq!(
+            identify_self(&pods, pod, Some("trellis-1")).as_deref(),
+            Some("trellis-1.trellis-peers.trellis.svc.cluster.local:50053")
+        );
+        assert_eq!(identify_self(&pods, pod, Some("trellis")), None);
+    }
 
     #[test]
     fn sizes_as_spicedb_takes_them() {
