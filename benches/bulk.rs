@@ -19,8 +19,8 @@
 
 #[path = "../tests/common/server.rs"]
 mod server;
+mod support;
 
-use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use server::{TestServer as Server, authed};
@@ -122,16 +122,8 @@ fn main() {
     } else {
         SMOKE
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(10))
-        .configure_from_args();
+    let rt = support::two_worker_runtime();
+    let mut criterion = support::criterion_for_slow_calls();
     for &(n, label) in sizes {
         bench_size(&mut criterion, &rt, n, label);
     }

@@ -21,6 +21,7 @@
 mod postgres;
 #[path = "../tests/common/server.rs"]
 mod server;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -240,16 +241,8 @@ fn main() {
     let Some(cluster) = postgres::shared() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let mut criterion = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(10))
-        .configure_from_args();
+    let rt = support::two_worker_runtime();
+    let mut criterion = support::criterion_for_slow_calls();
     let (import_size, label, network) = if full {
         (100_000, "100k", 100_000)
     } else {

@@ -84,6 +84,29 @@ fn check_request(doc: &str, user: &str, token: Option<v1::ZedToken>) -> v1::Chec
     check_doc_view(doc, user, at_least_as_fresh(token))
 }
 
+/// Writes the schema and `doc:readme#viewer@user:ann` over gRPC; returns
+/// the write's token.
+async fn grant_readme_to_ann(server: &TestServer) -> Option<v1::ZedToken> {
+    v1::schema_service_client::SchemaServiceClient::new(server.channel.clone())
+        .write_schema(authed(v1::WriteSchemaRequest {
+            schema: SCHEMA.into(),
+        }))
+        .await
+        .expect("schema written");
+    v1::permissions_service_client::PermissionsServiceClient::new(server.channel.clone())
+        .write_relationships(authed(v1::WriteRelationshipsRequest {
+            updates: vec![update(
+                v1::relationship_update::Operation::Create,
+                "doc:readme#viewer@user:ann",
+            )],
+            ..Default::default()
+        }))
+        .await
+        .expect("written")
+        .into_inner()
+        .written_at
+}
+
 async fn health(server: &TestServer) -> i32 {
     let mut client = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
     client
@@ -134,27 +157,11 @@ async fn serves_over_grpc_once_the_database_is_migrated() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    schemas
-        .write_schema(authed(v1::WriteSchemaRequest {
-            schema: SCHEMA.into(),
-        }))
-        .await
-        .expect("schema written");
+    let written_at = grant_readme_to_ann(&server).await;
     let mut permissions =
         v1::permissions_service_client::PermissionsServiceClient::new(server.channel.clone());
-    let written = permissions
-        .write_relationships(authed(v1::WriteRelationshipsRequest {
-            updates: vec![update(
-                v1::relationship_update::Operation::Create,
-                "doc:readme#viewer@user:ann",
-            )],
-            ..Default::default()
-        }))
-        .await
-        .expect("written")
-        .into_inner();
     let answer = permissions
-        .check_permission(authed(check_request("readme", "ann", written.written_at)))
+        .check_permission(authed(check_request("readme", "ann", written_at)))
         .await
         .expect("checked")
         .into_inner();
@@ -278,27 +285,11 @@ async fn datastore_metrics_are_scraped() {
     // before it would be lost.
     let collector = spawn_garbage_collector(Arc::downgrade(&datastore), Duration::from_millis(50));
     let maintenance = datastore.inner().spawn_pool_maintenance(&pg);
-    v1::schema_service_client::SchemaServiceClient::new(server.channel.clone())
-        .write_schema(authed(v1::WriteSchemaRequest {
-            schema: SCHEMA.into(),
-        }))
-        .await
-        .expect("schema");
+    let written_at = grant_readme_to_ann(&server).await;
     let mut permissions =
         v1::permissions_service_client::PermissionsServiceClient::new(server.channel.clone());
-    let written = permissions
-        .write_relationships(authed(v1::WriteRelationshipsRequest {
-            updates: vec![update(
-                v1::relationship_update::Operation::Touch,
-                "doc:readme#viewer@user:ann",
-            )],
-            ..Default::default()
-        }))
-        .await
-        .expect("written")
-        .into_inner();
     permissions
-        .check_permission(authed(check_request("readme", "ann", written.written_at)))
+        .check_permission(authed(check_request("readme", "ann", written_at)))
         .await
         .expect("checked");
     tokio::time::sleep(Duration::from_millis(200)).await;
