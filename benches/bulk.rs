@@ -21,7 +21,6 @@
 mod server;
 mod support;
 
-
 use criterion::{BatchSize, Criterion, Throughput};
 use server::{TestServer as Server, authed};
 

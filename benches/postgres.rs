@@ -5,8 +5,9 @@
 //! - `postgres/import/{size}`: one ImportBulkRelationships call of the
 //!   social network through gRPC into a fresh database (COPY underneath);
 //!   starting the server and writing the schema are not timed;
-//! - `postgres/point_query`: one primary-key lookup of a relationship on a
-//!   pooled connection: the round trip every other figure is measured in;
+//! - `postgres/point_query`: one relationship read by its full key through
+//!   the datastore's read pool (one statement): the round trip every other
+//!   figure is measured in;
 //! - `postgres/check_cold`: one CheckPermission of the seed test's mix
 //!   (`workload::sample_check`, users from a 1 % sample), through the
 //!   services with no cache in front of the engine, at the quantized
@@ -31,9 +32,12 @@ use criterion::{BatchSize, Criterion, Throughput};
 use server::{TestServer, authed};
 use trellis::api::proto::v1;
 use trellis::config::Config;
-use trellis::datastore::Datastore;
 use trellis::datastore::postgres::{PostgresConfig, PostgresDatastore};
-use trellis::model::{Consistency, RelationshipUpdate, UpdateOperation, parse_relationship};
+use trellis::datastore::{Datastore, Page, Reader};
+use trellis::model::{
+    Consistency, RelationshipFilter, RelationshipUpdate, SubjectFilter, UpdateOperation,
+    parse_relationship,
+};
 use trellis::service::{CheckParams, Limits, WriteParams};
 use trellis::workload::{self, SocialShape, SplitMix64};
 
@@ -111,7 +115,7 @@ fn bench_round_trips(
     n: usize,
     full: bool,
 ) {
-    let (pg, datastore) = rt.block_on(fresh(cluster));
+    let (_, datastore) = rt.block_on(fresh(cluster));
     let services = trellis::server::services(datastore, Limits::default());
     rt.block_on(async {
         services.write_schema(SCHEMA).await.expect("schema");
@@ -130,17 +134,23 @@ fn bench_round_trips(
     } else {
         Consistency::FullyConsistent
     };
-    let (client, connection) = rt
-        .block_on(tokio_postgres::connect(&pg.uri, tokio_postgres::NoTls))
-        .expect("connect");
-    rt.spawn(connection);
-    let point = rt
-        .block_on(client.prepare(
-            "SELECT caveat_name FROM relation_tuple WHERE namespace = $1 AND object_id = $2 \
-             AND relation = $3 AND userset_namespace = $4 AND userset_object_id = $5 \
-             AND userset_relation = $6 AND deleted_revision = 9223372036854775807",
-        ))
-        .expect("prepare");
+    // The engine's own unit of work: one relationship read by its full key
+    // through the read pool, one statement at head.
+    let reader = rt.block_on(async {
+        let head = services.datastore().head_revision().await.expect("head");
+        services.datastore().snapshot(head)
+    });
+    let point = RelationshipFilter {
+        resource_type: Some("content".into()),
+        resource_id: Some(workload::content_id(1)),
+        relation: Some("owner".into()),
+        subject: Some(SubjectFilter {
+            subject_type: "user".into(),
+            subject_id: Some(workload::user_id(0)),
+            relation: Some("...".into()),
+        }),
+        ..RelationshipFilter::default()
+    };
     let point_samples = Mutex::new(Vec::new());
     let check_samples = Mutex::new(Vec::new());
     let write_samples = Mutex::new(Vec::new());
@@ -149,17 +159,7 @@ fn bench_round_trips(
         b.iter(|| {
             let started = Instant::now();
             let rows = rt
-                .block_on(client.query(
-                    &point,
-                    &[
-                        &"content",
-                        &workload::content_id(1),
-                        &"owner",
-                        &"user",
-                        &"u0",
-                        &"...",
-                    ],
-                ))
+                .block_on(reader.query(&point, &Page::default()))
                 .expect("point query");
             point_samples
                 .lock()
