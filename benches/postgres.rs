@@ -10,8 +10,7 @@
 //!   figure is measured in;
 //! - `postgres/check_cold`: one CheckPermission of the seed test's mix
 //!   (`workload::sample_check`, users from a 1 % sample), through the
-//!   services with no cache in front of the engine, at the quantized
-//!   revision;
+//!   services with the dispatch cache off, at the quantized revision;
 //! - `postgres/write`: one WriteRelationships of a single TOUCH.
 //!
 //! Besides criterion's medians, the run prints the cold check as a multiple
@@ -33,7 +32,8 @@ use server::{TestServer, authed};
 use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::postgres::{PostgresConfig, PostgresDatastore};
-use trellis::datastore::{Datastore, Page, Reader};
+use trellis::datastore::{Datastore, Page, Reader, RevisionConfig};
+use trellis::dispatch::settings::DispatchSettings;
 use trellis::model::{
     Consistency, RelationshipFilter, RelationshipUpdate, SubjectFilter, UpdateOperation,
     parse_relationship,
@@ -116,7 +116,17 @@ fn bench_round_trips(
     full: bool,
 ) {
     let (_, datastore) = rt.block_on(fresh(cluster));
-    let services = trellis::server::services(datastore, Limits::default());
+    // No dispatch cache: every check's reads go to PostgreSQL ("cold").
+    let no_cache = DispatchSettings {
+        cache_enabled: false,
+        ..DispatchSettings::default()
+    };
+    let services = trellis::server::services_with(
+        datastore,
+        Limits::default(),
+        &no_cache,
+        &RevisionConfig::default(),
+    );
     rt.block_on(async {
         services.write_schema(SCHEMA).await.expect("schema");
         let rels = workload::social_network(n, SEED);
