@@ -25,14 +25,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 
-    let fds = protox::Compiler::new(["proto"])?
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler
         // Source info carries the proto comments into rustdoc.
         .include_source_info(true)
         // Reflection clients need every file a service refers to, down to
         // google/protobuf/struct.proto, or they cannot resolve the types.
         .include_imports(true)
-        .open_files(PUBLIC_PROTOS)?
-        .file_descriptor_set();
+        .open_files(PUBLIC_PROTOS)?;
+    let fds = compiler.file_descriptor_set();
+    write_http_rules(&compiler.descriptor_pool(), &out_dir)?;
 
     // Reflection does not need comments; dropping them keeps the embedded
     // set (and the binary) small.
@@ -58,6 +60,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.rpc.Status", "::tonic_types::Status")
         .compile_fds(fds)?;
     compile_peer_protocol()
+}
+
+/// Writes `http_rules.rs`: the `google.api.http` option of every public RPC
+/// as `(verb, path, "/package.Service/Method")`, for the HTTP gateway. The
+/// encoded descriptor set cannot carry them (prost's descriptor types drop
+/// extensions), so they are read here, where protox still has them.
+fn write_http_rules(
+    pool: &prost_reflect::DescriptorPool,
+    out_dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .ok_or("google.api.http is not declared")?;
+    let mut rules = String::from("&[\n");
+    for service in pool.services() {
+        for method in service.methods() {
+            let options = method.options();
+            if !options.has_extension(&http) {
+                continue;
+            }
+            let rule = options.get_extension(&http);
+            let rule = rule
+                .as_message()
+                .ok_or("google.api.http is not a message")?;
+            for verb in ["get", "put", "post", "delete", "patch"] {
+                if let Some(path) = rule
+                    .get_field_by_name(verb)
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    && !path.is_empty()
+                {
+                    rules.push_str(&format!(
+                        "    ({:?}, {path:?}, \"/{}/{}\"),\n",
+                        verb.to_uppercase(),
+                        service.full_name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    rules.push_str("]\n");
+    std::fs::write(out_dir.join("http_rules.rs"), rules)?;
+    Ok(())
 }
 
 /// `trellis.dispatch.v1`: messages, the server trait and the client.

@@ -9,6 +9,7 @@ pub mod caveats;
 pub mod config;
 pub mod datastore;
 pub mod dispatch;
+pub mod gateway;
 pub mod graph;
 pub mod loadgen;
 pub mod metrics;

@@ -59,7 +59,7 @@ where
 }
 
 /// A process-unique id: start time and a counter, in hex.
-fn fresh_id() -> HeaderValue {
+pub(crate) fn fresh_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| {
