@@ -21,6 +21,7 @@ use trellis::datastore::{RevisionConfig, SystemClock, spawn_garbage_collector};
 use trellis::dispatch::settings::{
     CacheCapacity, ClusterSettings, DispatchSettings, parse_upstreams,
 };
+use trellis::gateway::GatewaySettings;
 use trellis::schema;
 use trellis::service::WatchSettings;
 use trellis::validationfile;
@@ -191,6 +192,19 @@ struct ServeArgs {
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
     #[arg(long, env = "TRELLIS_METRICS_ADDR", default_value = ":9090")]
     metrics_addr: String,
+    /// Serve the HTTP/JSON gateway (SpiceDB's REST paths) on `--http-addr`.
+    #[arg(
+        long,
+        env = "TRELLIS_HTTP_ENABLED",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    http_enabled: bool,
+    /// Address of the HTTP/JSON gateway.
+    #[arg(long, env = "TRELLIS_HTTP_ADDR", default_value = ":8443", value_parser = parse_addr)]
+    http_addr: SocketAddr,
     /// Bearer token every call must present; repeat (or separate with
     /// commas) to accept several during rotation. Without it, no auth.
     #[arg(
@@ -334,6 +348,10 @@ impl ServeArgs {
                 heartbeat: self.watch_api_heartbeat,
                 buffer_length: self.datastore_watch_buffer_length,
                 buffer_write_timeout: self.datastore_watch_buffer_write_timeout,
+            },
+            gateway: GatewaySettings {
+                enabled: self.http_enabled,
+                addr: self.http_addr,
             },
             dispatch: DispatchSettings {
                 cache_enabled: self.dispatch_cache_enabled,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::datastore::RevisionConfig;
 use crate::datastore::postgres::PostgresConfig;
 use crate::dispatch::settings::DispatchSettings;
+use crate::gateway::GatewaySettings;
 use crate::service::WatchSettings;
 
 /// Which datastore engine to run.
@@ -71,6 +72,8 @@ pub struct Config {
     pub watch: WatchSettings,
     /// The subproblem cache (`--dispatch-cache-*`).
     pub dispatch: DispatchSettings,
+    /// The HTTP/JSON gateway (`--http-enabled`, `--http-addr`).
+    pub gateway: GatewaySettings,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             gc_interval: Duration::from_secs(180),
             watch: WatchSettings::default(),
             dispatch: DispatchSettings::default(),
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -108,6 +112,7 @@ impl fmt::Debug for Config {
             .field("gc_interval", &self.gc_interval)
             .field("watch", &self.watch)
             .field("dispatch", &self.dispatch)
+            .field("gateway", &self.gateway)
             .finish()
     }
 }

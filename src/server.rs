@@ -245,6 +245,13 @@ pub async fn run_node<D: Datastore>(
     );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    let _gateway = spawn_gateway(
+        &services,
+        &config,
+        health_reporter.clone(),
+        closing.subscribe(),
+    )
+    .await?;
     let readiness = Readiness {
         reporter: health_reporter,
     };
@@ -288,6 +295,47 @@ pub async fn run_node<D: Datastore>(
     }
     drop(metrics);
     Ok(())
+}
+
+/// With `--http-enabled`, binds `--http-addr` and serves the HTTP/JSON
+/// gateway there over the same handlers, keys and health as the gRPC API;
+/// it stops accepting when `closing` flips and is aborted when dropped.
+async fn spawn_gateway<D: Datastore>(
+    services: &Arc<Services<D>>,
+    config: &Config,
+    health: tonic_health::server::HealthReporter,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<AbortOnDrop>> {
+    if !config.gateway.enabled {
+        return Ok(None);
+    }
+    let addr = config.gateway.addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTP gateway address {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the HTTP/JSON gateway");
+    let handlers = crate::gateway::Handlers {
+        permissions: Arc::new(Api::new(services.clone())),
+        schema: Arc::new(Api::new(services.clone())),
+        watch: Arc::new(WatchApi::new(
+            services.clone(),
+            config.watch,
+            closing.clone(),
+        )),
+        experimental: Arc::new(Api::new(services.clone())),
+    };
+    let gateway = Arc::new(crate::gateway::Gateway::new(
+        handlers,
+        PresharedKeys::new(&config.preshared_keys),
+        health,
+    ));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(Some(AbortOnDrop(tokio::spawn(async move {
+        crate::gateway::serve(gateway, incoming, async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        })
+        .await;
+    }))))
 }
 
 /// Starts the peer server on `listener` (see `dispatch::server`); it stops
