@@ -15,6 +15,9 @@ bash tests/proto_compat.sh
 echo "== the official Python client (authzed) against trellis serve =="
 bash tests/python_client/run.sh
 
+echo "== the HTTP/JSON gateway's JSON against the official client's canonical mapping =="
+bash tests/python_client/gateway.sh
+
 echo "== differential: random cases recorded from real SpiceDB 1.54 (checks, lookups), replayed against trellis =="
 bash tests/differential/ci.sh
 
