@@ -505,3 +505,50 @@ async fn watch_streams_changes_as_ndjson_lines() {
     assert_eq!(update["relationship"]["resource"]["objectId"], "readme");
     assert!(first["result"]["changesThrough"]["token"].is_string());
 }
+
+#[tokio::test]
+async fn gateway_calls_count_in_the_grpc_metrics() {
+    let metrics_addr = free_addr().await;
+    let addr = free_addr().await;
+    let config = Config {
+        gateway: GatewaySettings {
+            enabled: true,
+            addr,
+        },
+        metrics_addr: Some(metrics_addr),
+        ..Config::default()
+    };
+    let gateway = Gateway {
+        addr,
+        _server: TestServer::start(config, RevisionConfig::default()).await,
+    };
+    gateway.write_schema().await;
+    // No other test of this process expands, so the series is this call's.
+    let answer = gateway
+        .post(
+            "/v1/permissions/expand",
+            json!({
+                "consistency": { "fullyConsistent": true },
+                "resource": { "objectType": "document", "objectId": "readme" },
+                "permission": "view",
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.json()["treeRoot"]["expandedObject"]["objectId"],
+        "readme"
+    );
+    let (status, body) = server::get(metrics_addr, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let series = body
+        .lines()
+        .find(|line| {
+            line.starts_with("grpc_server_handled_total{")
+                && line.contains(r#"grpc_method="ExpandPermissionTree""#)
+        })
+        .unwrap_or_else(|| panic!("no ExpandPermissionTree series in:\n{body}"));
+    assert!(series.contains(r#"grpc_code="OK""#), "{series}");
+    assert!(series.contains(r#"grpc_type="unary""#), "{series}");
+    assert!(series.ends_with(" 1"), "{series}");
+}

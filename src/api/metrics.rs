@@ -114,6 +114,31 @@ where
     }
 }
 
+/// A call that reaches the handlers by another transport (the HTTP
+/// gateway), recorded under the gRPC metrics as if it had come over gRPC,
+/// as SpiceDB's gateway (a gRPC client of its own server) is. Dropped
+/// before `finish`, it counts as `Canceled` (the client went away).
+#[derive(Debug)]
+pub struct RecordedCall(Call);
+
+impl RecordedCall {
+    /// Starts timing a call of `path`, `/package.Service/Method`.
+    pub fn start(path: &str) -> Self {
+        Self(Call::start(path))
+    }
+
+    /// Records the call as ended with `code`.
+    pub fn finish(mut self, code: tonic::Code) {
+        self.0.finish(code_name(code));
+    }
+}
+
+impl Drop for RecordedCall {
+    fn drop(&mut self) {
+        self.0.finish("Canceled");
+    }
+}
+
 /// One call being measured; records itself at most once.
 #[derive(Debug)]
 struct Call {

@@ -29,6 +29,7 @@ use super::errors::{http_status, status_json};
 use super::json;
 use super::routes::{self, Lookup, Route};
 use crate::api::auth::PresharedKeys;
+use crate::api::metrics::RecordedCall;
 
 /// The largest request body read: a 4 MiB message (the gRPC default, and
 /// WriteSchema's limit) takes more room as JSON.
@@ -75,9 +76,18 @@ impl Gateway {
         response
     }
 
+    /// Maps the body, then calls the handler as grpc-gateway would call the
+    /// gRPC server: a body that is not JSON of the request type is refused
+    /// before the call (and before authentication, as there), and the call
+    /// counts in the gRPC metrics.
     async fn call(&self, route: &Route, request: Request<Incoming>) -> Response<Body> {
         let (parts, body) = request.into_parts();
+        let input = match read_input(route, body).await {
+            Ok(input) => input,
+            Err(status) => return error_response(&status),
+        };
         let metadata = forwarded_metadata(&parts.headers);
+        let call = RecordedCall::start(route.rpc);
         if let Some(keys) = &self.keys
             && let Err(status) = keys.check(tonic::Request::from_parts(
                 metadata.clone(),
@@ -85,24 +95,31 @@ impl Gateway {
                 (),
             ))
         {
+            call.finish(status.code());
             return error_response(&status);
         }
-        let input = match read_input(route, body).await {
-            Ok(input) => input,
-            Err(status) => return error_response(&status),
-        };
-        match self.handlers.call(route.rpc, input, metadata).await {
+        let reply = self.handlers.call(route.rpc, input, metadata).await;
+        match reply {
             Ok(Reply::Unary(encoded, metadata)) => {
                 match json::to_json(&encoded, &route.method.output()) {
-                    Ok(json) => with_metadata(json_response(StatusCode::OK, &json), metadata),
-                    Err(status) => error_response(&status),
+                    Ok(json) => {
+                        call.finish(tonic::Code::Ok);
+                        with_metadata(json_response(StatusCode::OK, &json), metadata)
+                    }
+                    Err(status) => {
+                        call.finish(status.code());
+                        error_response(&status)
+                    }
                 }
             }
             Ok(Reply::Stream(stream, metadata)) => with_metadata(
-                stream_response(stream, route.method.output()).await,
+                stream_response(stream, route.method.output(), call).await,
                 metadata,
             ),
-            Err(status) => error_response(&status),
+            Err(status) => {
+                call.finish(status.code());
+                error_response(&status)
+            }
         }
     }
 
@@ -169,38 +186,77 @@ async fn read_input(route: &Route, body: Incoming) -> Result<Input, Status> {
 /// A server stream as NDJSON: `{"result": …}` per message; an error ends
 /// it with `{"error": …}`. An error before the first message is answered
 /// as a failed call (its HTTP status and error body), as grpc-gateway sees
-/// a gRPC server that fails before sending anything.
+/// a gRPC server that fails before sending anything. `call` is recorded
+/// when the stream ends (or as canceled if the client leaves first).
 async fn stream_response(
     mut stream: tonic::codegen::BoxStream<Vec<u8>>,
     output: MessageDescriptor,
+    call: RecordedCall,
 ) -> Response<Body> {
     let first = match stream.next().await {
-        None => return body_response(StatusCode::OK, None, Full::new(Bytes::new()).boxed_unsync()),
-        Some(Err(status)) => return error_response(&status),
+        None => {
+            call.finish(tonic::Code::Ok);
+            return body_response(StatusCode::OK, None, Full::new(Bytes::new()).boxed_unsync());
+        }
+        Some(Err(status)) => {
+            call.finish(status.code());
+            return error_response(&status);
+        }
         Some(Ok(first)) => first,
     };
-    let lines = futures::stream::once(async move { Ok(first) })
-        .chain(stream)
-        .scan(false, move |ended, item| {
-            let line = if *ended {
-                None
-            } else {
-                let line = item
-                    .and_then(|encoded| json::to_json(&encoded, &output))
-                    .map(|result| serde_json::json!({ "result": result }))
-                    .unwrap_or_else(|status| {
-                        *ended = true;
-                        serde_json::json!({ "error": status_json(&status) })
-                    });
-                Some(ndjson_line(&line))
-            };
-            futures::future::ready(line.map(|line| Ok::<_, Infallible>(Frame::data(line))))
-        });
+    let lines = NdjsonLines {
+        stream,
+        first: Some(first),
+        output,
+        call: Some(call),
+    };
+    let frames = futures::stream::unfold(lines, |mut lines| async move {
+        let line = lines.next_line().await?;
+        Some((Ok::<_, Infallible>(Frame::data(line)), lines))
+    });
     body_response(
         StatusCode::OK,
         Some(HeaderValue::from_static("application/json")),
-        StreamBody::new(lines).boxed_unsync(),
+        StreamBody::new(frames).boxed_unsync(),
     )
+}
+
+/// The lines of an NDJSON answer, read from the handler's stream.
+struct NdjsonLines {
+    stream: tonic::codegen::BoxStream<Vec<u8>>,
+    /// The message read before the answer began.
+    first: Option<Vec<u8>>,
+    output: MessageDescriptor,
+    /// `None` once the stream has ended (and the call is recorded).
+    call: Option<RecordedCall>,
+}
+
+impl NdjsonLines {
+    async fn next_line(&mut self) -> Option<Bytes> {
+        let call = self.call.take()?;
+        let next = match self.first.take() {
+            Some(first) => Some(Ok(first)),
+            None => self.stream.next().await,
+        };
+        let outcome = match next {
+            None => {
+                call.finish(tonic::Code::Ok);
+                return None;
+            }
+            Some(item) => item.and_then(|encoded| json::to_json(&encoded, &self.output)),
+        };
+        let line = match outcome {
+            Ok(result) => {
+                self.call = Some(call);
+                serde_json::json!({ "result": result })
+            }
+            Err(status) => {
+                call.finish(status.code());
+                serde_json::json!({ "error": status_json(&status) })
+            }
+        };
+        Some(ndjson_line(&line))
+    }
 }
 
 fn ndjson_line(value: &serde_json::Value) -> Bytes {
