@@ -122,3 +122,22 @@ fn serve_takes_the_dispatch_cache_flags() {
     let error = String::from_utf8_lossy(&bad.stderr);
     assert!(error.contains("invalid size `lots`"), "{error}");
 }
+
+#[test]
+fn serve_takes_the_http_gateway_flags() {
+    let help = trellis(&["serve", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for expected in [
+        "--http-enabled",
+        "TRELLIS_HTTP_ENABLED",
+        "--http-addr",
+        "TRELLIS_HTTP_ADDR",
+        "[default: :8443]",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    let bad = trellis(&["serve", "--http-enabled", "--http-addr", "nowhere"]);
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("invalid address `nowhere`"), "{error}");
+}
