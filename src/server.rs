@@ -245,7 +245,7 @@ pub async fn run_node<D: Datastore>(
     );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    let _gateway = spawn_gateway(
+    let gateway = spawn_gateway(
         &services,
         &config,
         health_reporter.clone(),
@@ -292,6 +292,13 @@ pub async fn run_node<D: Datastore>(
             let _ = drained_rx.await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace = ?grace, "in-flight calls did not finish within the grace period"),
+    }
+    if let Some(mut gateway) = gateway {
+        // It drains its own connections once `closing` flips (open streams
+        // end with their last line); give it the same grace.
+        if tokio::time::timeout(grace, &mut gateway.0).await.is_err() {
+            tracing::warn!(grace = ?grace, "HTTP gateway requests did not finish within the grace period");
+        }
     }
     drop(metrics);
     Ok(())

@@ -31,7 +31,7 @@ definition document {
 /// A server with the gateway on; the server stops when this is dropped.
 struct Gateway {
     addr: SocketAddr,
-    _server: TestServer,
+    server: TestServer,
 }
 
 async fn start() -> Gateway {
@@ -44,10 +44,7 @@ async fn start() -> Gateway {
         ..Config::default()
     };
     let server = TestServer::start(config, RevisionConfig::default()).await;
-    Gateway {
-        addr,
-        _server: server,
-    }
+    Gateway { addr, server }
 }
 
 /// An HTTP answer: status, headers, body text.
@@ -463,7 +460,7 @@ async fn unknown_paths_wrong_verbs_and_health() {
 
 #[tokio::test]
 async fn watch_streams_changes_as_ndjson_lines() {
-    let gateway = start().await;
+    let mut gateway = start().await;
     let schema_written = gateway.write_schema().await;
     gateway.touch(&[("readme", "emilia")]).await;
 
@@ -504,6 +501,19 @@ async fn watch_streams_changes_as_ndjson_lines() {
     assert_eq!(update["operation"], "OPERATION_TOUCH", "{first}");
     assert_eq!(update["relationship"]["resource"]["objectId"], "readme");
     assert!(first["result"]["changesThrough"]["token"].is_string());
+
+    // Shutdown ends the open stream with its last line, UNAVAILABLE, and
+    // the answer completes rather than being cut.
+    gateway.server.stop();
+    let rest = tokio::time::timeout(Duration::from_secs(30), body.collect())
+        .await
+        .expect("the stream ends within 30 s of shutdown")
+        .expect("a complete body")
+        .to_bytes();
+    received.extend_from_slice(&rest);
+    let text = String::from_utf8(received).expect("utf-8");
+    let last: Value = serde_json::from_str(text.lines().last().expect("lines")).expect("JSON");
+    assert_eq!(last["error"]["code"], 14, "{text}");
 }
 
 #[tokio::test]
@@ -520,7 +530,7 @@ async fn gateway_calls_count_in_the_grpc_metrics() {
     };
     let gateway = Gateway {
         addr,
-        _server: TestServer::start(config, RevisionConfig::default()).await,
+        server: TestServer::start(config, RevisionConfig::default()).await,
     };
     gateway.write_schema().await;
     // No other test of this process expands, so the series is this call's.
