@@ -189,6 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn requests_also_read_proto_names_enum_numbers_and_quoted_integers() {
+        let body = br#"{"updates": [{"operation": 2, "relationship": {
+            "resource": {"object_type": "doc", "object_id": "1"}, "relation": "viewer",
+            "subject": {"object": {"object_type": "user", "object_id": "tom"}}}}],
+            "optional_preconditions": []}"#;
+        let encoded = decode_message(body, &desc("authzed.api.v1.WriteRelationshipsRequest"))
+            .expect("decodes");
+        let request = v1::WriteRelationshipsRequest::decode(&encoded[..]).expect("prost decodes");
+        assert_eq!(request.updates[0].operation, 2);
+        let body = br#"{"optionalLimit": "5", "relationshipFilter": {"resourceType": "doc"}}"#;
+        let encoded = decode_message(body, &desc("authzed.api.v1.ReadRelationshipsRequest"))
+            .expect("decodes");
+        let request = v1::ReadRelationshipsRequest::decode(&encoded[..]).expect("prost decodes");
+        assert_eq!(request.optional_limit, 5);
+    }
+
+    #[test]
     fn empty_body_is_the_empty_request_and_bad_json_names_the_problem() {
         let d = desc("authzed.api.v1.ReadSchemaRequest");
         assert_eq!(decode_message(b"", &d).expect("empty"), Vec::<u8>::new());
