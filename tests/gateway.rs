@@ -562,3 +562,34 @@ async fn gateway_calls_count_in_the_grpc_metrics() {
     assert!(series.contains(r#"grpc_type="unary""#), "{series}");
     assert!(series.ends_with(" 1"), "{series}");
 }
+
+#[tokio::test]
+async fn http2_without_tls_is_served_too() {
+    let gateway = start().await;
+    let stream = loop {
+        match tokio::net::TcpStream::connect(gateway.addr).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/healthz", gateway.addr))
+        .body(Full::new(Bytes::new()))
+        .expect("valid request");
+    let response = sender.send_request(request).await.expect("an h2 answer");
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(&body[..], br#"{"status":"SERVING"}"#);
+}
