@@ -623,6 +623,145 @@ async fn check_errors() {
     assert_eq!(bad_token.code(), Code::InvalidArgument);
 }
 
+/// CheckPermission with `with_tracing` (or SpiceDB's debug header).
+async fn traced_check(
+    server: &Server,
+    resource: (&str, &str),
+    permission: &str,
+    subj: (&str, &str, &str),
+    by_header: bool,
+) -> v1::CheckPermissionResponse {
+    let mut request = authed(v1::CheckPermissionRequest {
+        consistency: full(),
+        resource: obj(resource.0, resource.1),
+        permission: permission.into(),
+        subject: subject(subj.0, subj.1, subj.2),
+        with_tracing: !by_header,
+        ..Default::default()
+    });
+    if by_header {
+        request.metadata_mut().insert(
+            "io.spicedb.requestdebuginfo",
+            "true".parse().expect("ascii header"),
+        );
+    }
+    PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(request)
+        .await
+        .expect("traced check")
+        .into_inner()
+}
+
+/// `resource#permission` and result of a trace node, and its sub-problems
+/// (none when the cache answered it).
+fn trace_summary(trace: &v1::CheckDebugTrace) -> (String, i32, i32, Vec<&v1::CheckDebugTrace>) {
+    use v1::check_debug_trace::Resolution;
+    let resource = trace.resource.as_ref().expect("resource");
+    let children = match &trace.resolution {
+        Some(Resolution::SubProblems(sub)) => sub.traces.iter().collect(),
+        _ => Vec::new(),
+    };
+    (
+        format!(
+            "{}:{}#{}",
+            resource.object_type, resource.object_id, trace.permission
+        ),
+        trace.permission_type,
+        trace.result,
+        children,
+    )
+}
+
+#[tokio::test]
+async fn with_tracing_returns_the_subproblems_that_decided() {
+    use v1::check_debug_trace::{PermissionType, Permissionship, Resolution};
+    let server = seeded().await;
+    let response = traced_check(
+        &server,
+        ("document", "readme"),
+        "view",
+        ("user", "bob", ""),
+        false,
+    )
+    .await;
+    assert_eq!(response.permissionship, HAS);
+    let debug = response.debug_trace.expect("a debug trace");
+    assert!(
+        debug.schema_used.contains("permission view"),
+        "{}",
+        debug.schema_used
+    );
+    let root = debug.check.expect("the root trace");
+    let (name, kind, result, children) = trace_summary(&root);
+    assert_eq!(
+        (name.as_str(), kind, result),
+        (
+            "document:readme#view",
+            PermissionType::Permission as i32,
+            Permissionship::HasPermission as i32
+        )
+    );
+    assert!(root.duration.is_some());
+    let viewer = children
+        .iter()
+        .find(|c| trace_summary(c).0 == "document:readme#viewer")
+        .expect("the viewer relation was dispatched");
+    let (_, kind, result, grandchildren) = trace_summary(viewer);
+    assert_eq!(
+        (kind, result),
+        (
+            PermissionType::Relation as i32,
+            Permissionship::HasPermission as i32
+        )
+    );
+    let group = grandchildren
+        .iter()
+        .find(|c| trace_summary(c).0 == "group:eng#member")
+        .expect("bob is a viewer through group:eng#member");
+    assert_eq!(group.result, Permissionship::HasPermission as i32);
+    let traced_subject = root
+        .subject
+        .as_ref()
+        .and_then(|s| s.object.as_ref())
+        .expect("subject");
+    assert_eq!(
+        (
+            traced_subject.object_type.as_str(),
+            traced_subject.object_id.as_str()
+        ),
+        ("user", "bob")
+    );
+
+    // Asked again, the answer comes from the dispatch cache, and says so.
+    let again = traced_check(
+        &server,
+        ("document", "readme"),
+        "view",
+        ("user", "bob", ""),
+        true,
+    )
+    .await
+    .debug_trace
+    .and_then(|d| d.check)
+    .expect("a debug trace through the header");
+    assert_eq!(again.resolution, Some(Resolution::WasCachedResult(true)));
+    assert_eq!(again.result, Permissionship::HasPermission as i32);
+
+    // Without tracing, no trace.
+    let plain = PermissionsServiceClient::new(server.channel.clone())
+        .check_permission(authed(v1::CheckPermissionRequest {
+            consistency: full(),
+            resource: obj("document", "readme"),
+            permission: "view".into(),
+            subject: subject("user", "bob", ""),
+            ..Default::default()
+        }))
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(plain.debug_trace.is_none());
+}
+
 #[tokio::test]
 async fn recursion_without_end_is_a_depth_error_not_a_hang() {
     let server = seeded().await;

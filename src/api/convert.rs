@@ -447,5 +447,6 @@ impl From<&Precondition> for v1::Precondition {
     }
 }
 
+mod debug_trace;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Assembles the dispatcher chains, in one place. On its own a node's chain
 //! is `caching` → `singleflight` → `local`; in a cluster (upstreams
-//! configured) it is `caching` → `singleflight` → `remote`, whose local
+//! configured) it is `tracing` → `caching` → `singleflight` → `remote`, whose local
 //! branch is the local dispatcher. Either way local's own subproblems
 //! re-enter at the head, so every level of a check is cached, deduplicated
 //! and, in a cluster, routed to its owner. The cycle head → … → local →
@@ -8,7 +8,7 @@
 //! so dropping the chain frees it.
 //!
 //! A cluster node also has a serving chain for what peers send it: its own
-//! `caching` → `singleflight` in front of the same local dispatcher (the
+//! `tracing` → `caching` → `singleflight` in front of the same local dispatcher (the
 //! owner's cache, as SpiceDB's cluster dispatch cache). It never routes the
 //! subproblem itself again, so two nodes can never bounce one between them.
 
@@ -20,6 +20,7 @@ use super::local::LocalDispatcher;
 use super::remote::{ClusterConfigError, RemoteDispatcher};
 use super::settings::{DispatchSettings, cache_ttl};
 use super::singleflight::SingleflightDispatcher;
+use super::trace::TracingDispatcher;
 use crate::datastore::schema_cache::SchemaCache;
 use crate::datastore::{Datastore, RevisionConfig};
 
@@ -85,26 +86,27 @@ pub fn build_node<D: Datastore>(
     })
 }
 
-/// The head decorators (caching if on, then singleflight) in front of what
-/// `below` builds, which receives a `Weak` to that head for its own
-/// subproblems.
+/// The head decorators (tracing, then caching if on, then singleflight) in
+/// front of what `below` builds, which receives a `Weak` to that head for
+/// its own subproblems, so every level of a traced check is recorded.
 fn chain_over(
     settings: &DispatchSettings,
     revisions: &RevisionConfig,
     below: impl FnOnce(Weak<dyn Dispatcher>) -> Arc<dyn Dispatcher>,
 ) -> Arc<dyn Dispatcher> {
-    if settings.cache_enabled {
-        let max_bytes = settings.cache_max_cost.bytes();
-        let ttl = cache_ttl(revisions);
-        Arc::new_cyclic(|head: &Weak<CachingDispatcher>| {
-            let head: Weak<dyn Dispatcher> = head.clone();
-            let singleflight = Arc::new(SingleflightDispatcher::new(below(head)));
-            CachingDispatcher::new(singleflight, max_bytes, ttl)
-        })
-    } else {
-        Arc::new_cyclic(|head: &Weak<SingleflightDispatcher>| {
-            let head: Weak<dyn Dispatcher> = head.clone();
-            SingleflightDispatcher::new(below(head))
-        })
-    }
+    Arc::new_cyclic(|head: &Weak<TracingDispatcher>| {
+        let head: Weak<dyn Dispatcher> = head.clone();
+        let singleflight: Arc<dyn Dispatcher> = Arc::new(SingleflightDispatcher::new(below(head)));
+        let cached: Arc<dyn Dispatcher> = if settings.cache_enabled {
+            let max_bytes = settings.cache_max_cost.bytes();
+            Arc::new(CachingDispatcher::new(
+                singleflight,
+                max_bytes,
+                cache_ttl(revisions),
+            ))
+        } else {
+            singleflight
+        };
+        TracingDispatcher::new(cached)
+    })
 }

@@ -2,7 +2,8 @@
 //! `Dispatcher` trait, so caching, deduplication and routing to peers can
 //! stand in front of it without the engine knowing. A subproblem is a plain
 //! value: resource type and ids, relation, subject, revision, depth budget.
-//! The chain `builder` assembles: `caching` → `singleflight` → `local`, with
+//! The chain `builder` assembles: `trace` (records subproblems only when a
+//! debug trace is asked for) → `caching` → `singleflight` → `local`, with
 //! local's subproblems re-entering at the cache; in a cluster `remote`
 //! stands before `local` and routes each subproblem to its owner on a
 //! consistent hashring of peers, whose `server` answers it.
@@ -20,6 +21,7 @@ pub mod singleflight;
 mod stack;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::future::Future;

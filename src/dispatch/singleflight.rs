@@ -34,7 +34,7 @@ use futures::FutureExt as _;
 use futures::future::{Shared, WeakShared};
 
 use super::keys::FlightKey;
-use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, metrics};
+use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, metrics, trace};
 
 /// One computation, awaited by every request that shares it.
 type Flight = Shared<BoxFuture<'static, Result<CheckResult, CheckError>>>;
@@ -109,6 +109,11 @@ impl SingleflightDispatcher {
 
 impl Dispatcher for SingleflightDispatcher {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
+        // A traced check evaluates its own subproblems: a shared computation
+        // would record them in whichever waiter polled it.
+        if trace::is_active() {
+            return self.inner.check(request);
+        }
         let key = FlightKey::of(&request);
         let (flight, id, shared) = self.join_or_start(&key, request);
         metrics::singleflight(shared);

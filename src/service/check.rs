@@ -4,13 +4,14 @@
 
 use crate::caveats::{self, Truth};
 use crate::datastore::Datastore;
-use crate::dispatch::{CheckError, CheckRequest, ResultsSetting};
+use crate::dispatch::{self, CheckError, CheckRequest, ResultsSetting};
 use crate::graph::Membership;
 use crate::model::{Consistency, ObjectRef, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
 
 use super::lookup::validate_names;
 use super::{ServiceError, Services, metrics};
+pub use trace::{CaveatEvaluation, CaveatTrace, CheckTrace, Resolution, TraceNode, TraceResult};
 
 /// One permission question.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,14 +73,26 @@ impl<D: Datastore> Services<D> {
         let (_, schema) = self
             .snapshot_with_schema(revision, &params.resource.object_type)
             .await?;
-        let (permissionship, dispatches) = self.check_at(&schema, revision, &params).await?;
-        metrics::record_dispatches("check", dispatches.computed, dispatches.cached);
-        Ok(CheckOutcome {
-            revision,
-            permissionship,
-            dispatch_count: dispatches.computed,
-            cached_dispatch_count: dispatches.cached,
-        })
+        let answer = self.check_at(&schema, revision, &params).await?;
+        Ok(finish_check(revision, answer))
+    }
+
+    /// A check with its debug trace (`with_tracing`): every subproblem
+    /// this check evaluated, none shared with concurrent checks.
+    pub async fn check_traced(
+        &self,
+        params: CheckParams,
+        consistency: Consistency,
+    ) -> Result<(CheckOutcome, CheckTrace), ServiceError> {
+        let revision = self.revision_for(consistency).await?;
+        let (_, schema) = self
+            .snapshot_with_schema(revision, &params.resource.object_type)
+            .await?;
+        let (answer, dispatched) =
+            dispatch::trace::traced(self.check_at(&schema, revision, &params)).await;
+        let outcome = finish_check(revision, answer?);
+        let trace = CheckTrace::build(&schema, &params.resource, &params.context, &dispatched);
+        Ok((outcome, trace))
     }
 
     /// Checks many items at one revision; each item fails on its own.
@@ -143,6 +156,20 @@ impl<D: Datastore> Services<D> {
     }
 }
 
+/// A single check's outcome, its dispatches counted in the metrics.
+fn finish_check(
+    revision: Revision,
+    (permissionship, dispatches): (Permissionship, Dispatches),
+) -> CheckOutcome {
+    metrics::record_dispatches("check", dispatches.computed, dispatches.cached);
+    CheckOutcome {
+        revision,
+        permissionship,
+        dispatch_count: dispatches.computed,
+        cached_dispatch_count: dispatches.cached,
+    }
+}
+
 /// The resource, permission and subject must exist in the schema.
 fn validate_check(schema: &CompiledSchema, params: &CheckParams) -> Result<(), ServiceError> {
     validate_names(
@@ -192,3 +219,4 @@ pub(super) fn permissionship(
 
 #[cfg(test)]
 mod tests;
+mod trace;

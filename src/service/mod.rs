@@ -22,7 +22,10 @@ mod write_validation;
 use std::sync::Arc;
 
 pub use bulk::{Export, ExportPage, ExportParams, Import};
-pub use check::{BulkCheckItem, CheckOutcome, CheckParams, Permissionship};
+pub use check::{
+    BulkCheckItem, CaveatEvaluation, CaveatTrace, CheckOutcome, CheckParams, CheckTrace,
+    Permissionship, Resolution, TraceNode, TraceResult,
+};
 pub use error::ServiceError;
 pub use lookup::{LookedUpResource, LookedUpSubject, LookupResourcesParams, LookupSubjectsParams};
 pub use reflection::{

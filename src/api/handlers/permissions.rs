@@ -25,6 +25,7 @@ impl<D: Datastore> PermissionsService for Api<D> {
         &self,
         request: Request<v1::CheckPermissionRequest>,
     ) -> Result<Response<v1::CheckPermissionResponse>, Status> {
+        let traced = wants_debug_trace(request.metadata());
         let req = request.into_inner();
         validate::check_permission(&req, self.limits())?;
         let consistency = self.consistency(req.consistency.as_ref())?;
@@ -35,13 +36,18 @@ impl<D: Datastore> PermissionsService for Api<D> {
             req.context.as_ref(),
             "",
         )?;
-        let outcome = self.services.check(params, consistency).await?;
+        let (outcome, debug_trace) = if req.with_tracing || traced {
+            let (outcome, trace) = self.services.check_traced(params, consistency).await?;
+            (outcome, Some(v1::DebugInformation::from(&trace)))
+        } else {
+            (self.services.check(params, consistency).await?, None)
+        };
         let (permissionship, partial_caveat_info) = permissionship_fields(&outcome.permissionship);
         let mut response = Response::new(v1::CheckPermissionResponse {
             checked_at: Some(self.token(outcome.revision)),
             permissionship,
             partial_caveat_info,
-            debug_trace: None,
+            debug_trace,
             optional_expires_at: None,
         });
         if let Ok(value) = outcome.dispatch_count.to_string().parse() {
@@ -383,3 +389,15 @@ fn relationship_tree(node: &ExpandNode) -> v1::PermissionRelationshipTree {
         expanded_relation: node.relation.clone(),
     }
 }
+
+/// Whether the caller asked for a debug trace through SpiceDB's request
+/// header rather than `with_tracing` (clients that cannot set the field).
+fn wants_debug_trace(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata
+        .get(DEBUG_INFO_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// SpiceDB's request header asking for the debug trace of a check.
+const DEBUG_INFO_HEADER: &str = "io.spicedb.requestdebuginfo";

@@ -322,3 +322,65 @@ async fn writes_check_the_caveat_context() {
     .await
     .expect("a declared parameter of its type");
 }
+
+/// The root of a traced check of `item` with `context`.
+async fn traced_root(
+    services: &Services<MemoryDatastore>,
+    item: &str,
+    context: serde_json::Value,
+) -> TraceNode {
+    let (_, trace) = services
+        .check_traced(params(item, context), Consistency::FullyConsistent)
+        .await
+        .expect("traced check");
+    trace.root.expect("a root node")
+}
+
+#[tokio::test]
+async fn traces_show_how_caveats_decided() {
+    let s = services(Arc::new(ManualClock::new(start()))).await;
+    write(&s, &["doc:1#viewer@user:tom[on_weekday]"])
+        .await
+        .expect("relationships are valid");
+
+    let missing = traced_root(&s, "doc:1#view@user:tom", json!({})).await;
+    assert_eq!(missing.result, TraceResult::Conditional);
+    let caveat = missing.caveat.clone().expect("the caveat that decided");
+    assert_eq!(
+        (caveat.caveat_name.as_deref(), caveat.expression.as_str()),
+        (Some("on_weekday"), "on_weekday")
+    );
+    assert_eq!(
+        caveat.evaluation,
+        CaveatEvaluation::MissingContext(vec!["day".into()])
+    );
+
+    // Below the root, caveats are reported, not evaluated.
+    let Resolution::SubProblems(children) = &missing.resolution else {
+        panic!("the first check computes its subproblems");
+    };
+    let viewer = children
+        .iter()
+        .find(|c| c.relation == "viewer")
+        .expect("viewer was dispatched");
+    assert!(!viewer.is_permission);
+    assert_eq!(viewer.result, TraceResult::Conditional);
+    assert_eq!(
+        viewer.caveat.as_ref().map(|c| &c.evaluation),
+        Some(&CaveatEvaluation::Unevaluated)
+    );
+
+    // Answers do not depend on the context, so this one is cached; its
+    // caveat is evaluated with this request's context all the same.
+    let weekday = traced_root(&s, "doc:1#view@user:tom", json!({"day": "friday"})).await;
+    assert_eq!(weekday.result, TraceResult::HasPermission);
+    let caveat = weekday.caveat.expect("the caveat that decided");
+    assert_eq!(caveat.evaluation, CaveatEvaluation::True);
+    assert_eq!(
+        caveat.context.and_then(|c| c.get("day").cloned()),
+        Some(json!("friday"))
+    );
+    assert_eq!(weekday.resolution, Resolution::Cached);
+    let weekend = traced_root(&s, "doc:1#view@user:tom", json!({"day": "sunday"})).await;
+    assert_eq!(weekend.result, TraceResult::NoPermission);
+}
