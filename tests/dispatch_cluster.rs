@@ -101,11 +101,25 @@ impl Drop for Running {
 /// Three `server::run_node` instances over `datastore`, each with its own
 /// public and peer port and all three peers as upstreams.
 async fn start_cluster(datastore: Arc<MemoryDatastore>) -> (Vec<Running>, Vec<String>) {
+    start_cluster_listing(datastore, |addr| addr.to_string()).await
+}
+
+/// As `start_cluster`, with each node's peer port listed in the upstreams
+/// as `entry` writes it (an address, or a DNS name resolving to it).
+async fn start_cluster_listing(
+    datastore: Arc<MemoryDatastore>,
+    entry: impl Fn(SocketAddr) -> String,
+) -> (Vec<Running>, Vec<String>) {
     let (listeners, addrs) = peer_listeners().await;
+    let upstreams: Vec<String> = listeners
+        .iter()
+        .map(|l| entry(l.local_addr().expect("bound")))
+        .collect();
     let mut nodes = Vec::new();
     for peer_listener in listeners {
         let peer_addr = peer_listener.local_addr().expect("bound");
-        let config = config(peer_addr, &addrs, true);
+        let mut config = config(peer_addr, &upstreams, true);
+        config.dispatch.cluster.refresh_interval = Duration::from_millis(100);
         let node = trellis::server::node(datastore.clone(), &config, Some(peer_addr))
             .expect("a valid cluster");
         let services = node.services.clone();
@@ -797,5 +811,79 @@ async fn the_depth_budget_travels_across_hops_so_a_cycle_ends_in_the_depth_error
     assert!(
         answered_by_peers(&cluster, &addrs) > 0,
         "the cycle never crossed a node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_upstreams_resolve_to_the_members_and_rebuild_the_ring_only_on_change() {
+    // `localhost` may resolve to ::1 as well; the nodes listen on
+    // 127.0.0.1, and a name's IPv4 addresses are preferred.
+    let (cluster, addrs) = start_cluster_listing(datastore(), |addr| {
+        format!("dns:///localhost:{}", addr.port())
+    })
+    .await;
+    load(&cluster[0].services).await;
+    let mut expected = addrs.clone();
+    expected.sort();
+    // The first check starts each node's resolution; until it lands, the
+    // nodes evaluate locally, and the checks pass either way.
+    let mut n = 0;
+    let resolved = eventually(Duration::from_secs(30), || {
+        cluster.iter().all(|node| node.remote.members() == expected)
+    });
+    tokio::pin!(resolved);
+    loop {
+        tokio::select! {
+            done = &mut resolved => {
+                assert!(done, "members: {:?}", cluster.iter().map(|c| c.remote.members()).collect::<Vec<_>>());
+                break;
+            }
+            _ = async {
+                for node in &cluster {
+                    check(&node.services, n).await.expect("a correct answer");
+                }
+            } => n += 1,
+        }
+    }
+    let builds: Vec<u64> = cluster
+        .iter()
+        .map(|node| node.remote.ring_builds())
+        .collect();
+    // Resolving the same addresses again, and peers' connections going
+    // idle between checks, never rebuild the ring.
+    for node in &cluster {
+        for _ in 0..3 {
+            assert!(!node.remote.refresh().await.expect("localhost resolves"));
+        }
+    }
+    // A write moves head, so the checks below miss the caches and route.
+    cluster[0]
+        .services
+        .write_relationships(WriteParams {
+            updates: vec![RelationshipUpdate {
+                operation: UpdateOperation::Touch,
+                relationship: parse_relationship("group:g5#member@user:late")
+                    .expect("valid relationship"),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("written");
+    let before = answered_by_peers(&cluster, &addrs);
+    for i in 0..120 {
+        for node in &cluster {
+            check(&node.services, i).await.expect("a correct answer");
+        }
+    }
+    assert_eq!(
+        cluster
+            .iter()
+            .map(|node| node.remote.ring_builds())
+            .collect::<Vec<_>>(),
+        builds
+    );
+    assert!(
+        answered_by_peers(&cluster, &addrs) > before,
+        "the ring never sent a subproblem to a peer"
     );
 }
