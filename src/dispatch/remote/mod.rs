@@ -1,9 +1,10 @@
 //! The remote dispatcher: routes each check subproblem to the peer that
 //! owns it on the consistent hashring (`ring`), over the peer protocol
-//! (`proto`, `convert`), and evaluates it here instead when the owner is
-//! this node, or is down. A peer that fails or times out is marked down at
-//! once and probed with gRPC health every second until it answers again;
-//! the ring itself stays as it was (see `ring`). With `dns:///` upstreams
+//! (`proto`, `convert`), and evaluates it here when the owner is this node.
+//! While the owner is down the next member up on the ring takes its share;
+//! a peer call that fails is answered here. A peer that fails or times out
+//! is marked down at once and probed with gRPC health every second until
+//! it answers again; the ring itself stays as it was (see `ring`). With `dns:///` upstreams
 //! (`membership`) the names are resolved again every refresh interval and
 //! the ring is rebuilt only when the set of addresses changes. Proto types
 //! exist only here and in `dispatch::server`.
@@ -276,22 +277,37 @@ impl RemoteDispatcher {
             .map(|p| p.answered.load(Ordering::Relaxed))
     }
 
+    /// The owner, or while the owner is down the next member on the ring
+    /// that is up (so one node, not every asker, caches a down member's
+    /// share); this node when it comes first.
     fn route(&self, request: &CheckRequest) -> Route {
         self.start_discovery();
         let members = self.snapshot();
-        let Some(owner) = members.ring.owner(&RoutingKey::of(request)) else {
+        let key = RoutingKey::of(request);
+        let Some(owner) = members.ring.owner(&key) else {
             return Route::Here;
         };
         let peer = &members.peers[owner];
-        if peer.is_self || peer.down.load(Ordering::Acquire) {
-            Route::Here
-        } else {
-            Route::Peer(peer.clone())
+        if peer.is_self {
+            return Route::Here;
         }
+        if !peer.down.load(Ordering::Acquire) {
+            return Route::Peer(peer.clone());
+        }
+        for next in members.ring.successors(&key).into_iter().skip(1) {
+            let peer = &members.peers[next];
+            if peer.is_self {
+                return Route::Here;
+            }
+            if !peer.down.load(Ordering::Acquire) {
+                return Route::Peer(peer.clone());
+            }
+        }
+        Route::Here
     }
 
-    /// Asks peer `index`; on any failure marks it down and answers here,
-    /// so a check never fails because a peer did.
+    /// Asks `peer`; on any failure marks it down and answers here, so a
+    /// check never fails because a peer did.
     async fn dispatch_to(
         &self,
         peer: &Peer,

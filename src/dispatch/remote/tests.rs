@@ -169,3 +169,63 @@ async fn a_node_finds_itself_among_the_resolved_members() {
         .collect();
     assert_eq!(selves, ["10.0.0.2:50053"]);
 }
+
+/// A pseudo-random subproblem (xorshift, reproducible).
+fn subproblem(state: &mut u64) -> CheckRequest {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    CheckRequest {
+        resource_type: "document".into(),
+        resource_ids: vec![format!("doc{}", *state)],
+        relation: "view".into(),
+        subject: crate::model::SubjectRef::object("user", "u"),
+        revision: crate::model::Revision(1),
+        depth_remaining: 50,
+        results_setting: crate::dispatch::ResultsSetting::AllowSingleResult,
+    }
+}
+
+#[test]
+fn a_down_owners_share_goes_to_the_next_member_up() {
+    let members = ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"];
+    let settings = ClusterSettings {
+        preshared_key: Some("key".into()),
+        upstreams: members.iter().map(|m| m.to_string()).collect(),
+        self_addr: Some(members[0].into()),
+        ..ClusterSettings::default()
+    };
+    let remote = RemoteDispatcher::new(&settings, Arc::new(Unreachable)).expect("a valid cluster");
+    let snapshot = remote.snapshot();
+    snapshot.peers[1].down.store(true, Ordering::Release);
+    let routed_to = |route: Route| match route {
+        Route::Here => members[0].to_string(),
+        Route::Peer(peer) => peer.address.clone(),
+    };
+    let (mut moved_here, mut moved_on) = (0, 0);
+    let mut state = 3;
+    for _ in 0..1000 {
+        let request = subproblem(&mut state);
+        let order = snapshot.ring.successors(&RoutingKey::of(&request));
+        let to = routed_to(remote.route(&request));
+        if order[0] != 1 {
+            assert_eq!(to, members[order[0]], "an owner that is up keeps its keys");
+            continue;
+        }
+        assert_eq!(
+            to, members[order[1]],
+            "the next member takes a down owner's keys"
+        );
+        if order[1] == 0 {
+            moved_here += 1;
+        } else {
+            moved_on += 1;
+        }
+    }
+    assert!(moved_here > 0 && moved_on > 0, "{moved_here} {moved_on}");
+    // With every peer down, everything is evaluated here.
+    snapshot.peers[2].down.store(true, Ordering::Release);
+    for _ in 0..100 {
+        assert!(matches!(remote.route(&subproblem(&mut state)), Route::Here));
+    }
+}
