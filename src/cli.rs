@@ -302,7 +302,8 @@ struct ServeArgs {
         hide_env_values = true
     )]
     dispatch_cluster_preshared_key: String,
-    /// The dispatch cluster's members, `host:port` of their peer ports,
+    /// The dispatch cluster's members, `host:port` of their peer ports or
+    /// `dns:///NAME:PORT` (every address NAME resolves to, re-resolved),
     /// comma-separated (may include this node). Each subproblem goes to its
     /// owner on a consistent hashring of them; empty: evaluate everything here.
     #[arg(long, env = "TRELLIS_DISPATCH_UPSTREAM_ADDR", default_value = "")]
@@ -318,6 +319,10 @@ struct ServeArgs {
         default_value_t = 100
     )]
     dispatch_hashring_replication_factor: u16,
+    /// How often `dns:///NAME:PORT` upstreams are resolved again; the ring
+    /// is rebuilt only when the set of addresses changes.
+    #[arg(long, env = "TRELLIS_DISPATCH_UPSTREAM_REFRESH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    dispatch_upstream_refresh_interval: Duration,
 }
 
 impl ServeArgs {
@@ -367,6 +372,7 @@ impl ServeArgs {
                     self_addr: None,
                     upstream_timeout: self.dispatch_upstream_timeout,
                     replication_factor: self.dispatch_hashring_replication_factor,
+                    refresh_interval: self.dispatch_upstream_refresh_interval,
                 },
             },
             preshared_keys: self.grpc_preshared_key,

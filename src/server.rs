@@ -67,7 +67,7 @@ pub fn node<D: Datastore>(
     if dispatch.cluster.self_addr.is_none()
         && let Some(addr) = peer_addr
     {
-        let hostname = hostname();
+        let hostname = crate::dispatch::remote::membership::hostname();
         dispatch.cluster.self_addr =
             identify_self(&dispatch.cluster.upstreams, addr, hostname.as_deref());
     }
@@ -97,16 +97,6 @@ pub fn node<D: Datastore>(
         services,
         dispatch: chains,
     })
-}
-
-/// This machine's name (a Kubernetes pod's name), to find it among the
-/// upstreams.
-fn hostname() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
 }
 
 /// Runs one validation file against a fresh in-memory datastore, as

@@ -141,3 +141,35 @@ fn serve_takes_the_http_gateway_flags() {
     let error = String::from_utf8_lossy(&bad.stderr);
     assert!(error.contains("invalid address `nowhere`"), "{error}");
 }
+
+#[test]
+fn serve_takes_dns_upstreams_and_refuses_malformed_ones() {
+    let help = trellis(&["serve", "--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for expected in [
+        "dns:///NAME:PORT",
+        "--dispatch-upstream-refresh-interval",
+        "TRELLIS_DISPATCH_UPSTREAM_REFRESH_INTERVAL",
+        "[default: 10s]",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    // Refused when the node is built, before anything is served.
+    let bad = trellis(&[
+        "serve",
+        "--grpc-preshared-key",
+        "k",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "",
+        "--dispatch-upstream-addr",
+        "dns:///peers-without-a-port",
+    ]);
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        error.contains("invalid --dispatch-upstream-addr `dns:///peers-without-a-port`"),
+        "{error}"
+    );
+}

@@ -11,8 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::server::{TestServer, authed, fully_consistent};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use trellis::api::convert::json_to_struct;
+use trellis::api::proto::v1;
 use trellis::config::Config;
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
@@ -25,8 +29,11 @@ use trellis::model::{
 use trellis::server::Node;
 use trellis::service::{CheckParams, Permissionship, Services, WriteParams};
 use trellis::validationfile;
+use v1::check_permission_response::Permissionship as ApiPermissionship;
 
-const KEY: &str = "cluster-test-key";
+/// The public API's key (what `common::server::authed` sends) and the
+/// cluster's.
+const KEY: &str = common::server::KEY;
 
 fn datastore() -> Arc<MemoryDatastore> {
     Arc::new(MemoryDatastore::new(
@@ -74,6 +81,8 @@ fn config(peer_addr: SocketAddr, upstreams: &[String], cache: bool) -> Config {
 
 /// A running `server::run_node`: public API and peer port; stops on drop.
 struct Running {
+    /// The public API's address.
+    public: SocketAddr,
     services: Arc<Services<MemoryDatastore>>,
     remote: Arc<RemoteDispatcher>,
     stop: Option<oneshot::Sender<()>>,
@@ -92,11 +101,25 @@ impl Drop for Running {
 /// Three `server::run_node` instances over `datastore`, each with its own
 /// public and peer port and all three peers as upstreams.
 async fn start_cluster(datastore: Arc<MemoryDatastore>) -> (Vec<Running>, Vec<String>) {
+    start_cluster_listing(datastore, |addr| addr.to_string()).await
+}
+
+/// As `start_cluster`, with each node's peer port listed in the upstreams
+/// as `entry` writes it (an address, or a DNS name resolving to it).
+async fn start_cluster_listing(
+    datastore: Arc<MemoryDatastore>,
+    entry: impl Fn(SocketAddr) -> String,
+) -> (Vec<Running>, Vec<String>) {
     let (listeners, addrs) = peer_listeners().await;
+    let upstreams: Vec<String> = listeners
+        .iter()
+        .map(|l| entry(l.local_addr().expect("bound")))
+        .collect();
     let mut nodes = Vec::new();
     for peer_listener in listeners {
         let peer_addr = peer_listener.local_addr().expect("bound");
-        let config = config(peer_addr, &addrs, true);
+        let mut config = config(peer_addr, &upstreams, true);
+        config.dispatch.cluster.refresh_interval = Duration::from_millis(100);
         let node = trellis::server::node(datastore.clone(), &config, Some(peer_addr))
             .expect("a valid cluster");
         let services = node.services.clone();
@@ -104,6 +127,7 @@ async fn start_cluster(datastore: Arc<MemoryDatastore>) -> (Vec<Running>, Vec<St
         let public = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the API");
+        let public_addr = public.local_addr().expect("bound");
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
@@ -120,6 +144,7 @@ async fn start_cluster(datastore: Arc<MemoryDatastore>) -> (Vec<Running>, Vec<St
             served.await.expect("the node serves");
         });
         nodes.push(Running {
+            public: public_addr,
             services,
             remote,
             stop: Some(stop),
@@ -137,36 +162,303 @@ fn answered_by_peers(cluster: &[Running], addrs: &[String]) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_schema_example_passes_through_every_node() {
-    let files = common::files_with_extension(&common::repo().join("schema-examples"), "yaml");
-    assert!(files.len() >= 8, "{files:?}");
-    let mut failures = Vec::new();
-    let mut assertions = 0;
-    let mut peer_answers = 0;
-    for path in &files {
-        let loaded = validationfile::load(path).expect("the example loads");
-        let (cluster, addrs) = start_cluster(datastore()).await;
-        // Each node loads the file (TOUCH: the same data again) and checks
-        // every assertion through its own chain and the ring.
-        for (i, node) in cluster.iter().enumerate() {
-            let report = node.services.run_validation_file(&loaded).await;
-            assertions += report.assertions_passed;
-            for failure in &report.failures {
-                failures.push(format!("node {i}: {failure}"));
+/// A deployment's answer to one check, reduced to what a client sees and
+/// what must not depend on the deployment: the permissionship, the caveat
+/// context still missing and the expiry; or the error's code and message.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Decided {
+        permissionship: i32,
+        missing_context: Vec<String>,
+        expires_at: Option<prost_types::Timestamp>,
+    },
+    Failed {
+        code: tonic::Code,
+        message: String,
+    },
+}
+
+impl Answer {
+    fn decided(
+        permissionship: i32,
+        partial: Option<v1::PartialCaveatInfo>,
+        expires_at: Option<prost_types::Timestamp>,
+    ) -> Self {
+        let mut missing_context = partial
+            .map(|p| p.missing_required_context)
+            .unwrap_or_default();
+        missing_context.sort();
+        Answer::Decided {
+            permissionship,
+            missing_context,
+            expires_at,
+        }
+    }
+
+    fn permissionship(&self) -> Option<ApiPermissionship> {
+        match self {
+            Answer::Decided { permissionship, .. } => {
+                ApiPermissionship::try_from(*permissionship).ok()
+            }
+            Answer::Failed { .. } => None,
+        }
+    }
+}
+
+/// `resource#permission@subject[ with {json}]`, as a check item of the
+/// public API.
+fn check_item(text: &str) -> Result<v1::CheckBulkPermissionsRequestItem, String> {
+    let (relationship, context) = match text.split_once(" with ") {
+        Some((rel, json)) => {
+            let context: serde_json::Value =
+                serde_json::from_str(json.trim()).map_err(|e| format!("`{text}`: {e}"))?;
+            let context = context
+                .as_object()
+                .cloned()
+                .ok_or_else(|| format!("`{text}`: the context is not an object"))?;
+            (rel, Some(context))
+        }
+        None => (text, None),
+    };
+    let rel = parse_relationship(relationship).map_err(|e| format!("`{text}`: {e}"))?;
+    Ok(v1::CheckBulkPermissionsRequestItem {
+        resource: Some((&rel.resource).into()),
+        permission: rel.relation,
+        subject: Some((&rel.subject).into()),
+        context: context.as_ref().map(json_to_struct),
+    })
+}
+
+/// CheckPermission of `item`, fully consistent.
+async fn check_permission(channel: &Channel, item: &v1::CheckBulkPermissionsRequestItem) -> Answer {
+    let request = v1::CheckPermissionRequest {
+        consistency: fully_consistent(),
+        resource: item.resource.clone(),
+        permission: item.permission.clone(),
+        subject: item.subject.clone(),
+        context: item.context.clone(),
+        ..Default::default()
+    };
+    let mut client = v1::permissions_service_client::PermissionsServiceClient::new(channel.clone());
+    match client.check_permission(authed(request)).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            Answer::decided(
+                response.permissionship,
+                response.partial_caveat_info,
+                response.optional_expires_at,
+            )
+        }
+        Err(status) => Answer::Failed {
+            code: status.code(),
+            message: status.message().to_string(),
+        },
+    }
+}
+
+/// CheckBulkPermissions of `items` (in calls of at most 1,000), fully
+/// consistent; one answer per item, in order.
+async fn check_bulk(
+    channel: &Channel,
+    items: &[v1::CheckBulkPermissionsRequestItem],
+) -> Vec<Answer> {
+    let mut client = v1::permissions_service_client::PermissionsServiceClient::new(channel.clone());
+    let mut answers = Vec::with_capacity(items.len());
+    for chunk in items.chunks(1000) {
+        let request = v1::CheckBulkPermissionsRequest {
+            consistency: fully_consistent(),
+            items: chunk.to_vec(),
+            with_tracing: false,
+        };
+        let response = client
+            .check_bulk_permissions(authed(request))
+            .await
+            .expect("a bulk check of valid items succeeds")
+            .into_inner();
+        assert_eq!(response.pairs.len(), chunk.len(), "one pair per item");
+        answers.extend(response.pairs.into_iter().map(|pair| match pair.response {
+            Some(v1::check_bulk_permissions_pair::Response::Item(item)) => {
+                Answer::decided(item.permissionship, item.partial_caveat_info, None)
+            }
+            Some(v1::check_bulk_permissions_pair::Response::Error(status)) => Answer::Failed {
+                code: tonic::Code::from_i32(status.code),
+                message: status.message,
+            },
+            None => Answer::Failed {
+                code: tonic::Code::Unknown,
+                message: "a pair without a response".into(),
+            },
+        }));
+    }
+    answers
+}
+
+/// A channel to a public API, retried while it is not listening yet.
+async fn connect(addr: SocketAddr) -> Channel {
+    loop {
+        match Channel::from_shared(format!("http://{addr}"))
+            .expect("valid uri")
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// What running files through the cluster found.
+#[derive(Default)]
+struct ClusterRun {
+    files: usize,
+    /// Answers compared between the cluster's nodes and the single node.
+    compared: usize,
+    assertions: usize,
+    peer_answers: u64,
+    problems: Vec<String>,
+}
+
+/// Loads `path` into a fresh datastore shared by a three-node cluster and a
+/// single node, then asks every node's public API every assertion
+/// (CheckPermission) and every check of the file's matrix
+/// (CheckBulkPermissions, `common::matrix`), and requires each cluster node
+/// to answer exactly as the single node does, and the assertions to hold.
+async fn run_file(path: &std::path::Path, run: &mut ClusterRun) {
+    let name = path.display();
+    let loaded = match validationfile::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => return run.problems.push(format!("{name}: {e}")),
+    };
+    let datastore = datastore();
+    let (cluster, addrs) = start_cluster(datastore.clone()).await;
+    let single = TestServer::start_with(datastore, Config::default()).await;
+    let report = cluster[0].services.run_validation_file(&loaded).await;
+    if !report.failures.is_empty() {
+        for failure in &report.failures {
+            run.problems.push(format!("node 0 (in-process): {failure}"));
+        }
+        return;
+    }
+    let schema = trellis::schema::compile(&loaded.schema).expect("the file's schema loaded");
+    let assertions = loaded.file.assertions.clone().unwrap_or_default();
+    let expected = [
+        (ApiPermissionship::HasPermission, &assertions.assert_true),
+        (
+            ApiPermissionship::ConditionalPermission,
+            &assertions.assert_caveated,
+        ),
+        (ApiPermissionship::NoPermission, &assertions.assert_false),
+    ];
+    let mut asserted = Vec::new();
+    for (permissionship, texts) in expected {
+        for text in texts {
+            match check_item(text) {
+                Ok(item) => asserted.push((text.as_str(), permissionship, item)),
+                Err(e) => run.problems.push(format!("{name}: {e}")),
             }
         }
-        peer_answers += answered_by_peers(&cluster, &addrs);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let matrix: Vec<v1::CheckBulkPermissionsRequestItem> = common::matrix::seen(&loaded, &schema)
+        .checks(&schema)
+        .iter()
+        .map(
+            |(object, relation, subject)| v1::CheckBulkPermissionsRequestItem {
+                resource: Some(object.into()),
+                permission: relation.clone(),
+                subject: Some(subject.into()),
+                context: None,
+            },
+        )
+        .collect();
+
+    let one = &single.channel;
+    let mut single_asserted = Vec::new();
+    for (_, _, item) in &asserted {
+        single_asserted.push(check_permission(one, item).await);
+    }
+    let single_matrix = check_bulk(one, &matrix).await;
+    for (i, node) in cluster.iter().enumerate() {
+        let channel = connect(node.public).await;
+        for ((text, permissionship, item), alone) in asserted.iter().zip(&single_asserted) {
+            let answer = check_permission(&channel, item).await;
+            run.compared += 1;
+            if answer.permissionship() == Some(*permissionship) {
+                run.assertions += 1;
+            } else {
+                run.problems.push(format!(
+                    "{name}: node {i}: `{text}` should be {permissionship:?}, is {answer:?}"
+                ));
+            }
+            if &answer != alone {
+                run.problems.push(format!(
+                    "{name}: node {i}: `{text}`: the cluster says {answer:?}, one node {alone:?}"
+                ));
+            }
+        }
+        let answers = check_bulk(&channel, &matrix).await;
+        for ((item, answer), alone) in matrix.iter().zip(&answers).zip(&single_matrix) {
+            run.compared += 1;
+            if answer != alone {
+                run.problems.push(format!(
+                    "{name}: node {i}: {item:?}: the cluster says {answer:?}, one node {alone:?}"
+                ));
+            }
+        }
+    }
+    run.files += 1;
+    run.peer_answers += answered_by_peers(&cluster, &addrs);
+}
+
+/// Runs every file through `run_file` and asserts nothing disagreed.
+async fn run_files(label: &str, files: &[std::path::PathBuf]) -> ClusterRun {
+    let started = Instant::now();
+    let mut run = ClusterRun::default();
+    for path in files {
+        run_file(path, &mut run).await;
+    }
     println!(
-        "{} files × 3 nodes: {assertions} assertions passed; {peer_answers} subproblems answered by a peer",
-        files.len()
+        "{label}: {} files × 3 nodes: {} answers compared with one node's, {} assertions held, {} subproblems answered by a peer, in {:.1?}",
+        run.files,
+        run.compared,
+        run.assertions,
+        run.peer_answers,
+        started.elapsed()
     );
     assert!(
-        peer_answers > 0,
+        run.problems.is_empty(),
+        "{} problems:\n{}",
+        run.problems.len(),
+        run.problems
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        run.peer_answers > 0,
         "the ring never sent a subproblem to a peer"
     );
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_schema_example_answers_through_every_node_as_one_node_does() {
+    let files = common::files_with_extension(&common::repo().join("schema-examples"), "yaml");
+    assert!(files.len() >= 8, "{files:?}");
+    let run = run_files("schema examples", &files).await;
+    assert_eq!(run.files, files.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_spicedb_test_config_answers_through_every_node_as_one_node_does() {
+    let Some(dir) = common::shared_testconfigs() else {
+        return;
+    };
+    let files = common::files_with_extension(&dir, "yaml");
+    let run = run_files("SpiceDB test configs", &files).await;
+    assert_eq!(run.files, files.len());
+    assert!(run.files >= 73);
 }
 
 const SCHEMA: &str = "
@@ -454,4 +746,144 @@ async fn the_peer_port_refuses_calls_without_the_key() {
         .expect("admitted");
     assert!(right.into_inner().outcome.is_some());
     drop(members);
+}
+
+/// Groups g0 ⊃ g1 ⊃ g2 ⊃ g0: a cycle in the data, spread by the ring over
+/// the three nodes.
+const CYCLE: &[&str] = &[
+    "group:g0#member@group:g1#member",
+    "group:g1#member@group:g2#member",
+    "group:g2#member@group:g0#member",
+    "group:g0#member@user:u0",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_depth_budget_travels_across_hops_so_a_cycle_ends_in_the_depth_error() {
+    let datastore = datastore();
+    let (cluster, addrs) = start_cluster(datastore).await;
+    let services = &cluster[0].services;
+    services.write_schema(SCHEMA).await.expect("valid schema");
+    let updates = CYCLE
+        .iter()
+        .map(|r| RelationshipUpdate {
+            operation: UpdateOperation::Touch,
+            relationship: parse_relationship(r).expect("valid relationship"),
+        })
+        .collect();
+    services
+        .write_relationships(WriteParams {
+            updates,
+            ..Default::default()
+        })
+        .await
+        .expect("written");
+    let item = |text: &str| check_item(text).expect("a valid check");
+    for (i, node) in cluster.iter().enumerate() {
+        let channel = connect(node.public).await;
+        // Found through the cycle (g1 → g2 → g0), whichever node owns each step.
+        let found = check_permission(&channel, &item("group:g1#member@user:u0")).await;
+        assert_eq!(
+            found.permissionship(),
+            Some(ApiPermissionship::HasPermission),
+            "node {i}: {found:?}"
+        );
+        // Not found: the walk goes round the cycle until the budget that
+        // crossed every hop with it runs out. A budget reset at a hop would
+        // never end; the guard turns that into a failure.
+        let absent = item("group:g0#member@user:nobody");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(120),
+            check_permission(&channel, &absent),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("node {i}: the cyclic check did not end"));
+        match answer {
+            Answer::Failed { code, message } => {
+                assert_eq!(code, tonic::Code::FailedPrecondition, "node {i}: {message}");
+                assert!(
+                    message.contains("max depth exceeded"),
+                    "node {i}: {message}"
+                );
+            }
+            other => panic!("node {i}: expected the depth error, got {other:?}"),
+        }
+    }
+    assert!(
+        answered_by_peers(&cluster, &addrs) > 0,
+        "the cycle never crossed a node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_upstreams_resolve_to_the_members_and_rebuild_the_ring_only_on_change() {
+    // `localhost` may resolve to ::1 as well; the nodes listen on
+    // 127.0.0.1, and a name's IPv4 addresses are preferred.
+    let (cluster, addrs) = start_cluster_listing(datastore(), |addr| {
+        format!("dns:///localhost:{}", addr.port())
+    })
+    .await;
+    load(&cluster[0].services).await;
+    let mut expected = addrs.clone();
+    expected.sort();
+    // The first check starts each node's resolution; until it lands, the
+    // nodes evaluate locally, and the checks pass either way.
+    let mut n = 0;
+    let resolved = eventually(Duration::from_secs(30), || {
+        cluster.iter().all(|node| node.remote.members() == expected)
+    });
+    tokio::pin!(resolved);
+    loop {
+        tokio::select! {
+            done = &mut resolved => {
+                assert!(done, "members: {:?}", cluster.iter().map(|c| c.remote.members()).collect::<Vec<_>>());
+                break;
+            }
+            _ = async {
+                for node in &cluster {
+                    check(&node.services, n).await.expect("a correct answer");
+                }
+            } => n += 1,
+        }
+    }
+    let builds: Vec<u64> = cluster
+        .iter()
+        .map(|node| node.remote.ring_builds())
+        .collect();
+    // Resolving the same addresses again, and peers' connections going
+    // idle between checks, never rebuild the ring.
+    for node in &cluster {
+        for _ in 0..3 {
+            assert!(!node.remote.refresh().await.expect("localhost resolves"));
+        }
+    }
+    // A write moves head, so the checks below miss the caches and route.
+    cluster[0]
+        .services
+        .write_relationships(WriteParams {
+            updates: vec![RelationshipUpdate {
+                operation: UpdateOperation::Touch,
+                relationship: parse_relationship("group:g5#member@user:late")
+                    .expect("valid relationship"),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("written");
+    let before = answered_by_peers(&cluster, &addrs);
+    for i in 0..120 {
+        for node in &cluster {
+            check(&node.services, i).await.expect("a correct answer");
+        }
+    }
+    assert_eq!(
+        cluster
+            .iter()
+            .map(|node| node.remote.ring_builds())
+            .collect::<Vec<_>>(),
+        builds
+    );
+    assert!(
+        answered_by_peers(&cluster, &addrs) > before,
+        "the ring never sent a subproblem to a peer"
+    );
 }

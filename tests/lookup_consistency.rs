@@ -23,55 +23,16 @@ use futures::StreamExt as _;
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::graph::expand::{ExpandKind, ExpandNode, SetOperation};
-use trellis::model::{Consistency, ELLIPSIS, ObjectRef, SubjectRef, parse_relationship};
-use trellis::schema::{CompiledSchema, RelationBody};
+use trellis::model::{Consistency, ELLIPSIS, ObjectRef, SubjectRef};
+use trellis::schema::RelationBody;
 use trellis::service::{
     CheckParams, LookupResourcesParams, LookupSubjectsParams, Permissionship, Services,
 };
 use trellis::validationfile;
 
+use common::matrix::seen;
+
 type Svc = Services<MemoryDatastore>;
-
-/// A file's objects and subjects, as its relationships mention them.
-struct Seen {
-    objects: BTreeSet<ObjectRef>,
-    subjects: BTreeSet<SubjectRef>,
-    has_caveats: bool,
-}
-
-fn seen(loaded: &validationfile::LoadedFile, schema: &CompiledSchema) -> Seen {
-    let mut objects = BTreeSet::new();
-    let mut subjects = BTreeSet::new();
-    let mut has_caveats = !schema.caveats().is_empty();
-    let text = loaded.file.relationships.clone().unwrap_or_default();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with("//") {
-            continue;
-        }
-        let Ok(rel) = parse_relationship(line) else {
-            continue;
-        };
-        has_caveats |= rel.caveat.is_some();
-        objects.insert(rel.resource.clone());
-        if !rel.subject.is_wildcard() {
-            objects.insert(rel.subject.object.clone());
-            subjects.insert(rel.subject.clone());
-            subjects.insert(SubjectRef::object(
-                rel.subject.object.object_type.clone(),
-                rel.subject.object.object_id.clone(),
-            ));
-        }
-    }
-    // One subject of each type that appears nowhere: only wildcards reach it.
-    for def in schema.definitions() {
-        subjects.insert(SubjectRef::object(def.name.clone(), "nobody-anywhere"));
-    }
-    Seen {
-        objects,
-        subjects,
-        has_caveats,
-    }
-}
 
 /// Permissionship as a comparable rank: NO < CONDITIONAL < HAS.
 fn rank(p: &Permissionship) -> u8 {

@@ -25,9 +25,15 @@ pub const SINGLEFLIGHT_TOTAL: &str = "trellis_dispatch_singleflight_total";
 pub const REMOTE_DISPATCH_TOTAL: &str = "trellis_dispatch_remote_total";
 /// Gauge per peer: 1 while it is marked down, 0 once it is back.
 pub const PEER_DOWN: &str = "trellis_dispatch_peer_down";
+/// Members of the dispatch hashring.
+pub const RING_MEMBERS: &str = "trellis_dispatch_ring_members";
 
 /// Registers help text for the metrics declared here.
 pub fn describe() {
+    metrics::describe_gauge!(
+        RING_MEMBERS,
+        "Members of the dispatch hashring (the node itself included)."
+    );
     metrics::describe_counter!(
         REMOTE_DISPATCH_TOTAL,
         "Check subproblems routed by the hashring, by outcome (local, peer, failover)."
@@ -96,4 +102,9 @@ pub(super) fn remote_dispatch(outcome: &'static str) {
 /// A peer went down (`true`) or came back.
 pub(super) fn peer_down(peer: &str, down: bool) {
     metrics::gauge!(PEER_DOWN, "peer" => peer.to_string()).set(if down { 1.0 } else { 0.0 });
+}
+
+/// The ring was built with `members` members.
+pub(super) fn ring_members(members: usize) {
+    metrics::gauge!(RING_MEMBERS).set(members as f64);
 }

@@ -24,6 +24,8 @@ const MIN_CACHE_TTL: Duration = Duration::from_secs(1);
 pub const DEFAULT_REPLICATION_FACTOR: u16 = 100;
 /// SpiceDB's `--dispatch-upstream-timeout` default.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often `dns:///` upstreams are resolved again by default.
+pub const DEFAULT_UPSTREAM_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// SpiceDB's `--dispatch-cluster-addr` default port.
 pub const DEFAULT_CLUSTER_PORT: u16 = 50053;
 
@@ -60,7 +62,8 @@ pub struct ClusterSettings {
     /// and expect. `None` only when no key is configured at all.
     pub preshared_key: Option<String>,
     /// `--dispatch-upstream-addr`: every member of the ring, `host:port` of
-    /// its peer port; may include this node (see `self_addr`).
+    /// its peer port, or `dns:///NAME:PORT` for every address NAME resolves
+    /// to; may include this node (see `self_addr`).
     pub upstreams: Vec<String>,
     /// Which upstream is this node: subproblems it owns are evaluated here
     /// without a network hop. `None`: this node is not in the list.
@@ -70,6 +73,9 @@ pub struct ClusterSettings {
     pub upstream_timeout: Duration,
     /// `--dispatch-hashring-replication-factor`: virtual nodes per member.
     pub replication_factor: u16,
+    /// `--dispatch-upstream-refresh-interval`: how often `dns:///`
+    /// upstreams are resolved again.
+    pub refresh_interval: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -82,6 +88,7 @@ impl Default for ClusterSettings {
             self_addr: None,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
+            refresh_interval: DEFAULT_UPSTREAM_REFRESH_INTERVAL,
         }
     }
 }
@@ -97,6 +104,7 @@ impl fmt::Debug for ClusterSettings {
             .field("self_addr", &self.self_addr)
             .field("upstream_timeout", &self.upstream_timeout)
             .field("replication_factor", &self.replication_factor)
+            .field("refresh_interval", &self.refresh_interval)
             .finish()
     }
 }

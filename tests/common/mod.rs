@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cockroach;
+pub mod matrix;
 pub mod postgres;
 pub mod server;
 

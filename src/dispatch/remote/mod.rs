@@ -1,27 +1,35 @@
 //! The remote dispatcher: routes each check subproblem to the peer that
 //! owns it on the consistent hashring (`ring`), over the peer protocol
-//! (`proto`, `convert`), and evaluates it here instead when the owner is
-//! this node, or is down. A peer that fails or times out is marked down at
-//! once and probed with gRPC health every second until it answers again;
-//! the ring itself stays as it was (see `ring`). Proto types exist only
-//! here and in `dispatch::server`.
+//! (`proto`, `convert`), and evaluates it here when the owner is this node.
+//! While the owner is down the next member up on the ring takes its share;
+//! a peer call that fails is answered here. A peer that fails or times out
+//! is marked down at once and probed with gRPC health every second until
+//! it answers again; the ring itself stays as it was (see `ring`). With `dns:///` upstreams
+//! (`membership`) the names are resolved again every refresh interval and
+//! the ring is rebuilt only when the set of addresses changes. Proto types
+//! exist only here and in `dispatch::server`.
 
 pub mod convert;
+pub mod membership;
 pub mod proto;
 pub mod ring;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use self::membership::{Resolver, SelfAddresses, SystemResolver, Upstream};
 use self::proto::dispatch_service_client::DispatchServiceClient;
 use self::ring::Ring;
 use super::keys::RoutingKey;
 use super::settings::ClusterSettings;
 use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, metrics};
 
+/// The shortest interval between two resolutions of `dns:///` upstreams
+/// (a zero interval would spin).
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
 /// How often down peers are asked for their health.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long connecting to a peer may take. Short, so that subproblems of a
@@ -32,7 +40,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A peer list that cannot make a ring.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterConfigError {
-    #[error("invalid --dispatch-upstream-addr `{0}`: expected `host:port`")]
+    #[error("invalid --dispatch-upstream-addr `{0}`: expected `host:port` or `dns:///name:port`")]
     InvalidUpstream(String),
     #[error(
         "the dispatch cluster needs a key: set --dispatch-cluster-preshared-key or --grpc-preshared-key"
@@ -74,62 +82,186 @@ impl Peer {
     }
 }
 
+/// The ring and the peers it places, as one snapshot: replaced whole when
+/// membership changes, so a subproblem is routed by one consistent view.
+struct Members {
+    ring: Ring,
+    peers: Vec<Arc<Peer>>,
+}
+
 /// Routes subproblems to their owners; see the module docs.
 pub struct RemoteDispatcher {
-    ring: Ring,
-    peers: Vec<Peer>,
+    members: RwLock<Arc<Members>>,
+    /// Times the ring was (re)built, the first build included.
+    ring_builds: AtomicU64,
+    upstreams: Vec<Upstream>,
+    settings: ClusterSettings,
+    resolver: Arc<dyn Resolver>,
+    /// Found on the first refresh (it needs a lookup of the hostname).
+    self_addresses: OnceLock<SelfAddresses>,
     /// Where this node evaluates: its local dispatcher.
     local: Arc<dyn Dispatcher>,
     /// `authorization` metadata every peer call carries.
     bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     timeout: Duration,
     prober_started: AtomicBool,
+    discovery_started: AtomicBool,
     me: Weak<RemoteDispatcher>,
 }
 
 /// Where one subproblem goes.
 enum Route {
     Here,
-    Peer(usize),
+    Peer(Arc<Peer>),
 }
 
 impl RemoteDispatcher {
-    /// Checks that `settings` can make a ring (every upstream an address,
-    /// a key present) before anything is built.
+    /// Checks that `settings` can make a ring (every upstream an address
+    /// or a `dns:///` name, a key present) before anything is built.
     pub fn validate(settings: &ClusterSettings) -> Result<(), ClusterConfigError> {
         bearer(settings)?;
-        for address in &settings.upstreams {
-            endpoint(address, settings.upstream_timeout)?;
+        for upstream in membership::parse_all(&settings.upstreams)? {
+            if let Upstream::Static(address) = upstream {
+                endpoint(&address, settings.upstream_timeout)?;
+            }
         }
         Ok(())
     }
 
     /// A dispatcher over the ring of `settings.upstreams`, evaluating on
-    /// `local` what this node owns or cannot send.
+    /// `local` what this node owns or cannot send; `dns:///` upstreams are
+    /// resolved by the system's resolver.
     pub fn new(
         settings: &ClusterSettings,
         local: Arc<dyn Dispatcher>,
     ) -> Result<Arc<Self>, ClusterConfigError> {
+        Self::with_resolver(settings, local, Arc::new(SystemResolver))
+    }
+
+    /// As `new`, resolving `dns:///` upstreams with `resolver`. The static
+    /// members make the first ring; names join it on the first refresh
+    /// (which the first subproblem starts), until when their share is
+    /// evaluated here.
+    pub fn with_resolver(
+        settings: &ClusterSettings,
+        local: Arc<dyn Dispatcher>,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Arc<Self>, ClusterConfigError> {
+        Self::validate(settings)?;
         let bearer = bearer(settings)?;
-        let peers = settings
-            .upstreams
+        let upstreams = membership::parse_all(&settings.upstreams)?;
+        let static_members: Vec<String> = upstreams
             .iter()
-            .map(|address| peer(address, settings))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Arc::new_cyclic(|me| Self {
-            ring: Ring::new(&settings.upstreams, settings.replication_factor),
-            peers,
+            .filter_map(|u| match u {
+                Upstream::Static(address) => Some(address.clone()),
+                Upstream::Dns { .. } => None,
+            })
+            .collect();
+        let dispatcher = Arc::new_cyclic(|me| Self {
+            members: RwLock::new(Arc::new(Members {
+                ring: Ring::new(&[], settings.replication_factor),
+                peers: Vec::new(),
+            })),
+            ring_builds: AtomicU64::new(0),
+            upstreams,
+            settings: settings.clone(),
+            resolver,
+            self_addresses: OnceLock::new(),
             local,
             bearer,
             timeout: settings.upstream_timeout,
             prober_started: AtomicBool::new(false),
+            discovery_started: AtomicBool::new(false),
             me: me.clone(),
-        }))
+        });
+        dispatcher.rebuild(&static_members, &SelfAddresses::default());
+        Ok(dispatcher)
+    }
+
+    /// The members of the ring now, sorted as the ring was built from them.
+    pub fn members(&self) -> Vec<String> {
+        self.snapshot()
+            .peers
+            .iter()
+            .map(|p| p.address.clone())
+            .collect()
+    }
+
+    /// How many times the ring has been built: once at start, then once per
+    /// change of membership (never for a peer going down or idle).
+    pub fn ring_builds(&self) -> u64 {
+        self.ring_builds.load(Ordering::Relaxed)
+    }
+
+    /// Resolves the upstreams once and rebuilds the ring if the set of
+    /// members changed; returns whether it did. A failed lookup changes
+    /// nothing (a DNS hiccup must not shrink the ring).
+    pub async fn refresh(&self) -> std::io::Result<bool> {
+        let resolved = membership::resolve(&self.upstreams, self.resolver.as_ref()).await?;
+        let me = match self.self_addresses.get() {
+            Some(me) => me.clone(),
+            None => {
+                let me = SelfAddresses {
+                    listen: self.settings.enabled.then_some(self.settings.addr),
+                    host_ips: membership::host_ips(self.resolver.as_ref()).await,
+                };
+                self.self_addresses.get_or_init(|| me).clone()
+            }
+        };
+        if resolved == self.members() {
+            return Ok(false);
+        }
+        self.rebuild(&resolved, &me);
+        Ok(true)
+    }
+
+    /// Replaces the ring by one of `addresses`, keeping the `Peer` (its
+    /// connection, down state and counters) of every member that stays.
+    fn rebuild(&self, addresses: &[String], me: &SelfAddresses) {
+        let old = self.snapshot();
+        let peers: Vec<Arc<Peer>> = addresses
+            .iter()
+            .filter_map(
+                |address| match old.peers.iter().find(|p| &p.address == address) {
+                    Some(kept) => Some(kept.clone()),
+                    None => peer(address, &self.settings, me).ok().map(Arc::new),
+                },
+            )
+            .collect();
+        let members: Vec<String> = peers.iter().map(|p| p.address.clone()).collect();
+        let ring = Ring::new(&members, self.settings.replication_factor);
+        *self.members.write().expect("no writer panics") = Arc::new(Members { ring, peers });
+        let builds = self.ring_builds.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::ring_members(members.len());
+        if builds > 1 || self.upstreams.iter().any(Upstream::is_dns) {
+            tracing::info!(?members, "dispatch ring built for a new membership");
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Members> {
+        self.members.read().expect("no writer panics").clone()
+    }
+
+    /// One refresher per dispatcher with `dns:///` upstreams, started by
+    /// the first subproblem (the chain may be built outside a runtime); it
+    /// ends when the dispatcher does.
+    fn start_discovery(&self) {
+        if self.discovery_started.load(Ordering::Relaxed)
+            || !self.upstreams.iter().any(Upstream::is_dns)
+            || self.discovery_started.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        tokio::spawn(refresh_membership(
+            self.me.clone(),
+            self.settings.refresh_interval,
+        ));
     }
 
     /// Whether the peer at `address` is up as far as this node knows.
     pub fn is_up(&self, address: &str) -> Option<bool> {
-        self.peers
+        self.snapshot()
+            .peers
             .iter()
             .find(|p| p.address == address)
             .map(|p| !p.down.load(Ordering::Acquire))
@@ -138,32 +270,49 @@ impl RemoteDispatcher {
     /// How many subproblems the peer at `address` has answered for this
     /// node (always 0 for this node itself: it is never called).
     pub fn answered_by(&self, address: &str) -> Option<u64> {
-        self.peers
+        self.snapshot()
+            .peers
             .iter()
             .find(|p| p.address == address)
             .map(|p| p.answered.load(Ordering::Relaxed))
     }
 
+    /// The owner, or while the owner is down the next member on the ring
+    /// that is up (so one node, not every asker, caches a down member's
+    /// share); this node when it comes first.
     fn route(&self, request: &CheckRequest) -> Route {
-        let Some(owner) = self.ring.owner(&RoutingKey::of(request)) else {
+        self.start_discovery();
+        let members = self.snapshot();
+        let key = RoutingKey::of(request);
+        let Some(owner) = members.ring.owner(&key) else {
             return Route::Here;
         };
-        let peer = &self.peers[owner];
-        if peer.is_self || peer.down.load(Ordering::Acquire) {
-            Route::Here
-        } else {
-            Route::Peer(owner)
+        let peer = &members.peers[owner];
+        if peer.is_self {
+            return Route::Here;
         }
+        if !peer.down.load(Ordering::Acquire) {
+            return Route::Peer(peer.clone());
+        }
+        for next in members.ring.successors(&key).into_iter().skip(1) {
+            let peer = &members.peers[next];
+            if peer.is_self {
+                return Route::Here;
+            }
+            if !peer.down.load(Ordering::Acquire) {
+                return Route::Peer(peer.clone());
+            }
+        }
+        Route::Here
     }
 
-    /// Asks peer `index`; on any failure marks it down and answers here,
-    /// so a check never fails because a peer did.
+    /// Asks `peer`; on any failure marks it down and answers here, so a
+    /// check never fails because a peer did.
     async fn dispatch_to(
         &self,
-        index: usize,
+        peer: &Peer,
         request: CheckRequest,
     ) -> Result<CheckResult, CheckError> {
-        let peer = &self.peers[index];
         match self.call(peer, &request).await {
             Ok(outcome) => {
                 peer.answered.fetch_add(1, Ordering::Relaxed);
@@ -244,8 +393,27 @@ async fn probe_down_peers(dispatcher: Weak<RemoteDispatcher>) {
         let Some(dispatcher) = dispatcher.upgrade() else {
             return;
         };
-        let probes = dispatcher.peers.iter().map(|peer| dispatcher.probe(peer));
+        let members = dispatcher.snapshot();
+        let probes = members.peers.iter().map(|peer| dispatcher.probe(peer));
         futures::future::join_all(probes).await;
+    }
+}
+
+/// Every `interval`, resolves the upstreams again (see
+/// `RemoteDispatcher::refresh`); holds the dispatcher only weakly, so
+/// dropping the chain stops it. The first refresh runs at once.
+async fn refresh_membership(dispatcher: Weak<RemoteDispatcher>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(MIN_REFRESH_INTERVAL));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(dispatcher) = dispatcher.upgrade() else {
+            return;
+        };
+        // Logged here, where it is handled; the ring stays as it was.
+        if let Err(e) = dispatcher.refresh().await {
+            tracing::warn!(error = %e, "resolving the dispatch upstreams failed: keeping the ring");
+        }
     }
 }
 
@@ -257,7 +425,7 @@ impl Dispatcher for RemoteDispatcher {
                     metrics::remote_dispatch("local");
                     self.local.check(request).await
                 }
-                Route::Peer(index) => self.dispatch_to(index, request).await,
+                Route::Peer(peer) => self.dispatch_to(&peer, request).await,
             }
         })
     }
@@ -287,13 +455,20 @@ fn endpoint(address: &str, timeout: Duration) -> Result<Endpoint, ClusterConfigE
         .tcp_nodelay(true))
 }
 
-fn peer(address: &str, settings: &ClusterSettings) -> Result<Peer, ClusterConfigError> {
+fn peer(
+    address: &str,
+    settings: &ClusterSettings,
+    me: &SelfAddresses,
+) -> Result<Peer, ClusterConfigError> {
     Ok(Peer {
         address: address.to_string(),
-        is_self: settings.self_addr.as_deref() == Some(address),
+        is_self: settings.self_addr.as_deref() == Some(address) || me.is_self(address),
         endpoint: endpoint(address, settings.upstream_timeout)?,
         channel: OnceLock::new(),
         down: AtomicBool::new(false),
         answered: AtomicU64::new(0),
     })
 }
+
+#[cfg(test)]
+mod tests;

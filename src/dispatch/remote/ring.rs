@@ -62,6 +62,26 @@ impl Ring {
     pub fn members(&self) -> usize {
         self.members
     }
+
+    /// Every member once, in the order the ring offers them for `key`: the
+    /// owner first, then each next distinct member clockwise, which is
+    /// where the key goes while those before it are down. Walks the whole
+    /// ring, so it is for the failover path, not for every subproblem.
+    pub fn successors(&self, key: &RoutingKey<'_>) -> Vec<usize> {
+        let Some(points) = self.ring.get_with_replicas(key, self.ring.len()) else {
+            return Vec::new();
+        };
+        let mut order = Vec::with_capacity(self.members);
+        for point in points {
+            if order.len() == self.members {
+                break;
+            }
+            if !order.contains(&point.member) {
+                order.push(point.member);
+            }
+        }
+        order
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +152,30 @@ mod tests {
             let (x, y) = (a.owner(&key).expect("owner"), b.owner(&key).expect("owner"));
             assert_eq!(members()[x], reversed[y]);
         }
+    }
+
+    #[test]
+    fn successors_start_at_the_owner_and_name_every_member_once() {
+        let ring = Ring::new(&members(), 100);
+        let mut state = 11;
+        let mut seconds = [0usize; 3];
+        for _ in 0..1000 {
+            let request = subproblem(&mut state);
+            let key = RoutingKey::of(&request);
+            let order = ring.successors(&key);
+            assert_eq!(order.first().copied(), ring.owner(&key));
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2]);
+            seconds[order[1]] += 1;
+        }
+        // A down member's keys spread over the others, not onto one.
+        assert!(seconds.iter().all(|&n| n > 200), "{seconds:?}");
+        assert!(
+            Ring::new(&[], 100)
+                .successors(&RoutingKey::of(&subproblem(&mut state)))
+                .is_empty()
+        );
     }
 
     #[test]
