@@ -596,8 +596,8 @@ struct TargetArgs {
     /// The preshared key (sent as `authorization: Bearer TOKEN`).
     #[arg(long, env = "TRELLIS_BENCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Plaintext connection, as `zed --insecure`; the only kind this binary
-    /// speaks (it has no TLS stack), accepted so zed's flags work.
+    /// Plaintext connection, as `zed --insecure`: the benchmark's default
+    /// (TLS only for an `https://` endpoint), accepted so zed's flags work.
     #[arg(long)]
     insecure: bool,
 }
@@ -607,6 +607,7 @@ impl TargetArgs {
         trellis::loadgen::Target {
             endpoint: self.endpoint.clone(),
             token: self.token.clone(),
+            transport: trellis::loadgen::Transport::Plaintext,
         }
     }
 }
