@@ -1,6 +1,8 @@
 //! Command-line commands: `serve`, `validate`, `schema check`,
-//! `schema fmt`, `datastore migrate` and `bench generate|run|plan`. Every
-//! `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
+//! `schema fmt`, `datastore migrate`, `bench generate|run|plan`, and the
+//! zed-like client commands (`schema write|read`, `relationship …`,
+//! `permission …`, `import`, `export`; their logic is `trellis::client`).
+//! Every `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use trellis::client::ClientCommand;
 use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::postgres::{
@@ -43,9 +46,22 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Work with schema files.
+    /// Work with schema files, or a running server's schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Query and change a running server's relationships (as `zed
+    /// relationship`).
+    #[command(subcommand, visible_alias = "rel")]
+    Relationship(trellis::client::RelationshipCommand),
+    /// Ask a running server about permissions (as `zed permission`).
+    #[command(subcommand, visible_alias = "perm")]
+    Permission(trellis::client::PermissionCommand),
+    /// Load a validation YAML (schema and relationships) or a file of
+    /// relationships into a running server.
+    Import(trellis::client::ImportArgs),
+    /// Write a running server's schema and relationships as a validation
+    /// YAML that `import` reads back.
+    Export(trellis::client::ExportArgs),
     /// Manage the datastore (`trellis datastore migrate head`).
     #[command(subcommand)]
     Datastore(DatastoreCommand),
@@ -374,6 +390,8 @@ enum SchemaCommand {
     },
     /// Print a schema in canonical form (SpiceDB's ReadSchema format).
     Fmt { file: PathBuf },
+    #[command(flatten)]
+    Remote(trellis::client::RemoteSchemaCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -386,7 +404,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             migrate(args).await
         }
         Command::Bench(command) => bench(command).await,
+        Command::Schema(SchemaCommand::Remote(command)) => {
+            client(ClientCommand::Schema(command)).await
+        }
+        Command::Relationship(command) => client(ClientCommand::Relationship(command)).await,
+        Command::Permission(command) => client(ClientCommand::Permission(command)).await,
+        Command::Import(args) => client(ClientCommand::Import(args)).await,
+        Command::Export(args) => client(ClientCommand::Export(args)).await,
     }
+}
+
+async fn client(command: ClientCommand) -> anyhow::Result<ExitCode> {
+    Ok(trellis::client::run(command).await?)
 }
 
 /// A GC window: a duration, or `forever`.
