@@ -681,6 +681,16 @@ async fn server_errors_print_their_code_and_message() {
         unknown.stderr
     );
 
+    // The endpoint and the token also come from the environment.
+    let from_env = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["schema", "read", "--insecure"])
+        .env("TRELLIS_ENDPOINT", &cli.endpoint)
+        .env("TRELLIS_TOKEN", "not-the-key")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&from_env.stderr);
+    assert!(stderr.contains("PERMISSION_DENIED"), "{stderr}");
+
     // Nobody listening: the connection error names the endpoint.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let closed = listener.local_addr().expect("addr").to_string();

@@ -302,3 +302,61 @@ fn arrow_subject(subject: &v1::SubjectReference) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use v1::check_debug_trace::{Permissionship as Traced, Resolution, SubProblems};
+
+    fn trace(resource: &str, permission: &str, result: Traced) -> v1::CheckDebugTrace {
+        let (object_type, object_id) = resource.split_once(':').expect("type:id");
+        v1::CheckDebugTrace {
+            resource: Some(v1::ObjectReference {
+                object_type: object_type.into(),
+                object_id: object_id.into(),
+            }),
+            permission: permission.into(),
+            subject: Some(v1::SubjectReference {
+                object: Some(v1::ObjectReference {
+                    object_type: "user".into(),
+                    object_id: "alice".into(),
+                }),
+                optional_relation: String::new(),
+            }),
+            result: result as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_debug_trace_is_drawn_as_a_tree_of_subproblems() {
+        let mut cached = trace("document:1", "owner", Traced::NoPermission);
+        cached.resolution = Some(Resolution::WasCachedResult(true));
+        let viewer = trace("document:1", "viewer", Traced::HasPermission);
+        let mut root = trace("document:1", "view", Traced::HasPermission);
+        root.resolution = Some(Resolution::SubProblems(SubProblems {
+            traces: vec![viewer, cached],
+        }));
+        assert_eq!(
+            trace_node(&root).render(),
+            "document:1#view@user:alice => true\n\
+             ├── document:1#viewer@user:alice => true\n\
+             └── document:1#owner@user:alice => false (cached)\n"
+        );
+    }
+
+    #[test]
+    fn conditional_answers_name_the_missing_context() {
+        let response = v1::CheckPermissionResponse {
+            permissionship: Permissionship::ConditionalPermission as i32,
+            partial_caveat_info: Some(v1::PartialCaveatInfo {
+                missing_required_context: vec!["day".into(), "ip".into()],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_answer(&response),
+            "caveated (missing context: day, ip)"
+        );
+    }
+}
