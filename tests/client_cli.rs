@@ -243,6 +243,31 @@ async fn relationships_are_created_touched_read_and_deleted() {
     ]);
     let after = cli.ok(&["relationship", "read", "document:1", "--consistency-full"]);
     assert_eq!(lines(&after), ["document:1 viewer group:eng#member"]);
+
+    // Many from standard input, in batches: what `read` prints, or the
+    // relationship syntax; `read | delete` removes what was read.
+    let piped = cli.run_with(
+        &["relationship", "create", "--batch-size", "2"],
+        KEY,
+        Some("document:7 viewer user:x\ndocument:8#viewer@user:y\n// comment\ndocument:9 owner user:z\n"),
+    );
+    assert_eq!(piped.code, Some(0), "{}", piped.stderr);
+    let read = cli.ok(&["relationship", "read", "document", "--consistency-full"]);
+    assert_eq!(read.lines().count(), 5, "{read}");
+    let deleted = cli.run_with(&["relationship", "delete"], KEY, Some(&read));
+    assert_eq!(deleted.code, Some(0), "{}", deleted.stderr);
+    let none = cli.ok(&[
+        "relationship",
+        "read",
+        "document",
+        "--consistency-at-least",
+        deleted.stdout.trim(),
+    ]);
+    assert_eq!(none, "");
+
+    // Two of the three arguments is an error, not a read of stdin.
+    let partial = cli.fails(&["relationship", "create", "document:1", "viewer"]);
+    assert!(partial.stderr.contains("<SUBJECT>"), "{}", partial.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

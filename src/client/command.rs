@@ -168,44 +168,53 @@ pub enum RelationshipCommand {
     BulkDelete(BulkDeleteArgs),
 }
 
-/// `relationship create|touch RESOURCE RELATION SUBJECT`.
+/// The relationship a write names: three arguments, or (all three left
+/// out) relationships on standard input, one per line, as `relationship
+/// read` prints them (`document:1 viewer user:alice`) or in the
+/// relationship syntax (`document:1#viewer@user:alice`).
 #[derive(Debug, Args)]
-pub struct WriteArgs {
+pub struct RelationshipArgs {
     /// The resource, `type:id`.
-    #[arg(value_parser = refs::object)]
-    pub resource: ObjectArg,
+    #[arg(value_parser = refs::object, requires_all = ["relation", "subject"])]
+    pub resource: Option<ObjectArg>,
     /// The relation.
-    pub relation: String,
+    pub relation: Option<String>,
     /// The subject, `type:id` or `type:id#relation`.
     #[arg(value_parser = refs::subject)]
-    pub subject: SubjectArg,
-    /// A caveat with its stored context: `name` or `name:{"key":value}`.
+    pub subject: Option<SubjectArg>,
+    /// Updates per WriteRelationships call when reading standard input.
+    #[arg(short = 'b', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// `relationship create|touch RESOURCE RELATION SUBJECT` (or stdin).
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub relationship: RelationshipArgs,
+    /// A caveat with its stored context, `name` or `name:{"key":value}`
+    /// (for every relationship written).
     #[arg(long, value_parser = refs::caveat)]
     pub caveat: Option<CaveatArg>,
-    /// When the relationship expires (RFC 3339, e.g. 2030-01-01T00:00:00Z).
+    /// When the relationship expires, RFC 3339 (e.g. 2030-01-01T00:00:00Z;
+    /// for every relationship written).
     #[arg(long, value_parser = refs::expiration)]
     pub expiration_time: Option<prost_types::Timestamp>,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Print the response as protobuf JSON.
+    /// Print the (last) response as protobuf JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// `relationship delete RESOURCE RELATION SUBJECT`.
+/// `relationship delete RESOURCE RELATION SUBJECT` (or stdin).
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// The resource, `type:id`.
-    #[arg(value_parser = refs::object)]
-    pub resource: ObjectArg,
-    /// The relation.
-    pub relation: String,
-    /// The subject, `type:id` or `type:id#relation`.
-    #[arg(value_parser = refs::subject)]
-    pub subject: SubjectArg,
+    #[command(flatten)]
+    pub relationship: RelationshipArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Print the response as protobuf JSON.
+    /// Print the (last) response as protobuf JSON.
     #[arg(long)]
     pub json: bool,
 }
