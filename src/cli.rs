@@ -1,6 +1,8 @@
 //! Command-line commands: `serve`, `validate`, `schema check`,
-//! `schema fmt`, `datastore migrate` and `bench generate|run|plan`. Every
-//! `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
+//! `schema fmt`, `datastore migrate`, `bench generate|run|plan`, and the
+//! zed-like client commands (`schema write|read`, `relationship …`,
+//! `permission …`, `import`, `export`; their logic is `trellis::client`).
+//! Every `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use trellis::client::ClientCommand;
 use trellis::config::{Config, DatastoreEngine, parse_addr, parse_duration, parse_optional_addr};
 use trellis::datastore::memory::MemoryDatastore;
 use trellis::datastore::postgres::{
@@ -44,9 +47,22 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Work with schema files.
+    /// Work with schema files, or a running server's schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Query and change a running server's relationships (as `zed
+    /// relationship`).
+    #[command(subcommand, visible_alias = "rel")]
+    Relationship(trellis::client::RelationshipCommand),
+    /// Ask a running server about permissions (as `zed permission`).
+    #[command(subcommand, visible_alias = "perm")]
+    Permission(trellis::client::PermissionCommand),
+    /// Load a validation YAML (schema and relationships) or a file of
+    /// relationships into a running server.
+    Import(trellis::client::ImportArgs),
+    /// Write a running server's schema and relationships as a validation
+    /// YAML that `import` reads back.
+    Export(trellis::client::ExportArgs),
     /// Manage the datastore (`trellis datastore migrate head`).
     #[command(subcommand)]
     Datastore(DatastoreCommand),
@@ -398,6 +414,8 @@ enum SchemaCommand {
     },
     /// Print a schema in canonical form (SpiceDB's ReadSchema format).
     Fmt { file: PathBuf },
+    #[command(flatten)]
+    Remote(trellis::client::RemoteSchemaCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -410,7 +428,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             migrate(args).await
         }
         Command::Bench(command) => bench(command).await,
+        Command::Schema(SchemaCommand::Remote(command)) => {
+            client(ClientCommand::Schema(command)).await
+        }
+        Command::Relationship(command) => client(ClientCommand::Relationship(command)).await,
+        Command::Permission(command) => client(ClientCommand::Permission(command)).await,
+        Command::Import(args) => client(ClientCommand::Import(args)).await,
+        Command::Export(args) => client(ClientCommand::Export(args)).await,
     }
+}
+
+async fn client(command: ClientCommand) -> anyhow::Result<ExitCode> {
+    Ok(trellis::client::run(command).await?)
 }
 
 /// A GC window: a duration, or `forever`.
@@ -620,8 +649,8 @@ struct TargetArgs {
     /// The preshared key (sent as `authorization: Bearer TOKEN`).
     #[arg(long, env = "TRELLIS_BENCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Plaintext connection, as `zed --insecure`; the only kind this binary
-    /// speaks (it has no TLS stack), accepted so zed's flags work.
+    /// Plaintext connection, as `zed --insecure`: the benchmark's default
+    /// (TLS only for an `https://` endpoint), accepted so zed's flags work.
     #[arg(long)]
     insecure: bool,
 }
@@ -631,6 +660,7 @@ impl TargetArgs {
         trellis::loadgen::Target {
             endpoint: self.endpoint.clone(),
             token: self.token.clone(),
+            transport: trellis::loadgen::Transport::Plaintext,
         }
     }
 }

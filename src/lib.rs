@@ -6,6 +6,7 @@ extern crate alloc;
 
 pub mod api;
 pub mod caveats;
+pub mod client;
 pub mod config;
 pub mod datastore;
 pub mod dispatch;

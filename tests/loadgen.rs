@@ -10,7 +10,9 @@ use std::time::Duration;
 use server::{KEY, TestServer};
 use trellis::config::Config;
 use trellis::datastore::RevisionConfig;
-use trellis::loadgen::{self, Connection, LoadVia, Pace, RequestKind, RunConfig, Target};
+use trellis::loadgen::{
+    self, Connection, LoadVia, Pace, RequestKind, RunConfig, Target, Transport,
+};
 
 /// Small, but not so small that everyone follows everyone: at 2,000
 /// relationships the network has 10 users and more follows than pairs, so
@@ -31,6 +33,7 @@ async fn connect(server: &TestServer) -> Connection {
     let target = Target {
         endpoint: server.addr.to_string(),
         token: Some(KEY.to_string()),
+        transport: Transport::Plaintext,
     };
     Connection::open(&target, 2).await.expect("connects")
 }

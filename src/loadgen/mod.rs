@@ -4,9 +4,9 @@
 //! errors and the server's CPU against the floor of a health call (`run`).
 //! A client of the public API: it speaks only `authzed.api.v1` and
 //! `grpc.health.v1` over the generated clients, and depends on `workload`
-//! for the data and on `api::proto` for the wire types, nothing else.
+//! for the data, on `api::proto` for the wire types and on
+//! `client::connect` for its connections, nothing else.
 
-mod connect;
 mod cpu;
 mod generate;
 mod plot;
@@ -15,7 +15,7 @@ mod report;
 mod runner;
 mod workload;
 
-pub use connect::{Connection, Target};
+pub use crate::client::connect::{Connection, Target, Transport};
 pub use cpu::{CpuTime, read_cpu_time};
 pub use generate::{LoadVia, generate, write_relationships_file};
 pub use plot::latency_svg;
@@ -31,16 +31,9 @@ pub const SCHEMA: &str = include_str!("../../schema-examples/social-network.zed"
 /// are not errors: they are counted in the report by gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadgenError {
-    /// The endpoint is not a plaintext `HOST:PORT`.
-    #[error("invalid endpoint `{endpoint}`: {reason}")]
-    Endpoint { endpoint: String, reason: String },
-    #[error("the token is not a valid header value")]
-    Token,
-    #[error("connecting to {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: tonic::transport::Error,
-    },
+    /// No connection to the server could be opened.
+    #[error(transparent)]
+    Connect(#[from] crate::client::connect::ConnectError),
     /// A setup call (schema, load, the visibility probe) failed.
     #[error("{call} failed: {status}")]
     Call {

@@ -11,13 +11,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use super::LoadgenError;
-use super::connect::Connection;
 use super::cpu::read_cpu_time;
 use super::record::{Answer, Recorder};
 use super::report::Report;
 use super::workload::{Picker, Planned, WorkloadMix, minimize_latency, sampled_users, stream};
 use crate::api::proto::v1;
 use crate::api::proto::v1::check_permission_response::Permissionship;
+use crate::client::connect::{Authed, Connection};
 use crate::workload::{SocialShape, user_id};
 
 /// How requests are paced.
@@ -264,8 +264,8 @@ async fn open_loop(
 
 /// The clients one sender uses, on one of the connections.
 struct Clients {
-    permissions: v1::permissions_service_client::PermissionsServiceClient<super::connect::Authed>,
-    health: tonic_health::pb::health_client::HealthClient<super::connect::Authed>,
+    permissions: v1::permissions_service_client::PermissionsServiceClient<Authed>,
+    health: tonic_health::pb::health_client::HealthClient<Authed>,
 }
 
 impl Clients {

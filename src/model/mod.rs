@@ -7,7 +7,7 @@ mod relationship_string;
 use std::fmt;
 use std::time::SystemTime;
 
-pub use relationship_string::{ParseRelationshipError, parse_relationship};
+pub use relationship_string::{ParseRelationshipError, parse_relationship, parse_rfc3339};
 
 /// The relation name that means "the subject object itself" (`user:tom`
 /// rather than `group:eng#member`), as stored and as SpiceDB spells it.
