@@ -360,6 +360,36 @@ async fn checks_answer_true_false_and_caveated() {
         "false\n"
     );
 
+    // --explain draws the server's debug trace: the root evaluated with the
+    // given context, the caveated viewer relationship below it.
+    // A write first, so that the check reads a revision nothing is cached at.
+    cli.ok(&["relationship", "touch", "document:2", "owner", "user:alice"]);
+    let explained = cli.run(&[
+        "permission",
+        "check",
+        "document:1",
+        "view",
+        "user:carol",
+        "--consistency-full",
+        "--explain",
+        "--caveat-context",
+        r#"{"day":"monday"}"#,
+    ]);
+    let explained: Vec<&str> = explained.stdout.lines().collect();
+    assert_eq!(explained.first(), Some(&"true"), "{explained:?}");
+    assert!(
+        explained
+            .get(1)
+            .is_some_and(|l| l.starts_with("document:1#view@user:carol => true (caveat weekday)")),
+        "{explained:?}"
+    );
+    assert!(
+        explained
+            .iter()
+            .any(|l| l.contains("document:1#viewer@user:carol => caveated (caveat weekday)")),
+        "{explained:?}"
+    );
+
     // --error-on-no-permission: exit 1 unless the answer is an unconditional yes.
     assert_eq!(
         check("user:alice", &["--error-on-no-permission"]).code,

@@ -97,7 +97,13 @@ fn trace_node(trace: &v1::CheckDebugTrace) -> Node {
         subject(trace.subject.as_ref()),
     );
     if let Some(caveat) = &trace.caveat_evaluation_info {
-        label.push_str(&format!(" (caveat {})", caveat.caveat_name));
+        // A combination of caveats has no single name: show its expression.
+        let caveat = if caveat.caveat_name.is_empty() {
+            &caveat.expression
+        } else {
+            &caveat.caveat_name
+        };
+        label.push_str(&format!(" (caveat {caveat})"));
     }
     let mut node = match &trace.resolution {
         Some(Resolution::WasCachedResult(true)) => Node::new(format!("{label} (cached)")),
