@@ -23,11 +23,10 @@ use trellis::datastore::{RevisionConfig, SystemClock};
 use trellis::dispatch::remote::RemoteDispatcher;
 use trellis::dispatch::remote::proto;
 use trellis::dispatch::settings::{ClusterSettings, DispatchSettings};
-use trellis::model::{
-    Consistency, ObjectRef, RelationshipUpdate, SubjectRef, UpdateOperation, parse_relationship,
-};
+use trellis::model::{Consistency, ObjectRef, SubjectRef, parse_relationship};
 use trellis::server::Node;
-use trellis::service::{CheckParams, Permissionship, Services, WriteParams};
+use trellis::service::test_support::touch_all;
+use trellis::service::{CheckParams, Permissionship, Services};
 use trellis::validationfile;
 use v1::check_permission_response::Permissionship as ApiPermissionship;
 
@@ -489,18 +488,7 @@ fn relationships() -> Vec<String> {
 
 async fn load(services: &Services<MemoryDatastore>) {
     services.write_schema(SCHEMA).await.expect("valid schema");
-    let updates = relationships()
-        .iter()
-        .map(|r| RelationshipUpdate {
-            operation: UpdateOperation::Touch,
-            relationship: parse_relationship(r).expect("valid relationship"),
-        })
-        .collect();
-    services
-        .write_relationships(WriteParams {
-            updates,
-            ..Default::default()
-        })
+    touch_all(services, &relationships())
         .await
         .expect("written");
 }
@@ -763,20 +751,7 @@ async fn the_depth_budget_travels_across_hops_so_a_cycle_ends_in_the_depth_error
     let (cluster, addrs) = start_cluster(datastore).await;
     let services = &cluster[0].services;
     services.write_schema(SCHEMA).await.expect("valid schema");
-    let updates = CYCLE
-        .iter()
-        .map(|r| RelationshipUpdate {
-            operation: UpdateOperation::Touch,
-            relationship: parse_relationship(r).expect("valid relationship"),
-        })
-        .collect();
-    services
-        .write_relationships(WriteParams {
-            updates,
-            ..Default::default()
-        })
-        .await
-        .expect("written");
+    touch_all(services, &CYCLE).await.expect("written");
     let item = |text: &str| check_item(text).expect("a valid check");
     for (i, node) in cluster.iter().enumerate() {
         let channel = connect(node.public).await;
@@ -857,16 +832,7 @@ async fn dns_upstreams_resolve_to_the_members_and_rebuild_the_ring_only_on_chang
         }
     }
     // A write moves head, so the checks below miss the caches and route.
-    cluster[0]
-        .services
-        .write_relationships(WriteParams {
-            updates: vec![RelationshipUpdate {
-                operation: UpdateOperation::Touch,
-                relationship: parse_relationship("group:g5#member@user:late")
-                    .expect("valid relationship"),
-            }],
-            ..Default::default()
-        })
+    touch_all(&cluster[0].services, &["group:g5#member@user:late"])
         .await
         .expect("written");
     let before = answered_by_peers(&cluster, &addrs);

@@ -29,6 +29,16 @@ pub use tonic_types::Status as RpcStatus;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/authzed_descriptor.bin"));
 
+/// The same descriptors decoded once, for protobuf's JSON mapping of any
+/// API message (the HTTP gateway, the client's `--json`).
+pub fn descriptor_pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+            .expect("build.rs embeds a valid descriptor set with every import")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

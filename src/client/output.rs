@@ -7,12 +7,11 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::DynamicMessage;
 
 use super::ClientError;
-use crate::api::proto::{FILE_DESCRIPTOR_SET, v1};
+use crate::api::proto::{descriptor_pool, v1};
 
 /// Writes one line to standard output.
 pub fn line(text: &str) -> Result<(), ClientError> {
@@ -31,7 +30,7 @@ pub fn json(
     full_name: &str,
     pretty: bool,
 ) -> Result<String, ClientError> {
-    let descriptor = pool()
+    let descriptor = descriptor_pool()
         .get_message_by_name(full_name)
         .ok_or_else(|| ClientError::Input(format!("no message named {full_name} in the API")))?;
     let dynamic =
@@ -84,14 +83,6 @@ pub fn bar(length: u64, template: &str) -> indicatif::ProgressBar {
         .expect("the templates are constants and valid");
     bar.set_style(style);
     bar
-}
-
-fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(FILE_DESCRIPTOR_SET)
-            .expect("build.rs embeds a valid descriptor set with every import")
-    })
 }
 
 #[cfg(test)]

@@ -298,8 +298,8 @@ mod chain {
     use super::*;
     use crate::datastore::RevisionConfig;
     use crate::datastore::memory::MemoryDatastore;
-    use crate::model::{Consistency, RelationshipUpdate, UpdateOperation, parse_relationship};
-    use crate::service::{CheckParams, Limits, Permissionship, Services, WriteParams};
+    use crate::model::Consistency;
+    use crate::service::{CheckParams, Limits, Permissionship, Services};
 
     /// Groups nest in a cycle: a contains b, b contains a.
     const SCHEMA: &str = "definition user {}
@@ -311,25 +311,17 @@ definition group {
         let services =
             crate::server::services(Arc::new(MemoryDatastore::default()), Limits::default());
         services.write_schema(SCHEMA).await.expect("valid schema");
-        let updates = [
-            "group:a#member@group:b#member",
-            "group:b#member@group:c#member",
-            "group:c#member@group:a#member",
-            "group:c#member@user:tom",
-        ]
-        .iter()
-        .map(|r| RelationshipUpdate {
-            operation: UpdateOperation::Touch,
-            relationship: parse_relationship(r).expect("test relationship"),
-        })
-        .collect();
-        services
-            .write_relationships(WriteParams {
-                updates,
-                ..Default::default()
-            })
-            .await
-            .expect("written");
+        crate::service::test_support::touch_all(
+            &services,
+            &[
+                "group:a#member@group:b#member",
+                "group:b#member@group:c#member",
+                "group:c#member@group:a#member",
+                "group:c#member@user:tom",
+            ],
+        )
+        .await
+        .expect("written");
         services
     }
 
@@ -427,8 +419,8 @@ definition group {
 mod deep {
     use super::*;
     use crate::datastore::memory::MemoryDatastore;
-    use crate::model::{Consistency, RelationshipUpdate, UpdateOperation, parse_relationship};
-    use crate::service::{CheckParams, Limits, Permissionship, WriteParams};
+    use crate::model::{Consistency, parse_relationship};
+    use crate::service::{CheckParams, Limits, Permissionship};
 
     /// A permission that recurses through an arrow inside an intersection,
     /// over cyclic data (a differential-test case): checks walk to the
@@ -481,18 +473,7 @@ definition group {
                         Limits::default(),
                     );
                     services.write_schema(SCHEMA).await.expect("valid schema");
-                    let updates = RELATIONSHIPS
-                        .iter()
-                        .map(|r| RelationshipUpdate {
-                            operation: UpdateOperation::Touch,
-                            relationship: parse_relationship(r).expect("test relationship"),
-                        })
-                        .collect();
-                    services
-                        .write_relationships(WriteParams {
-                            updates,
-                            ..Default::default()
-                        })
+                    crate::service::test_support::touch_all(&services, RELATIONSHIPS)
                         .await
                         .expect("written");
                     let yes = services

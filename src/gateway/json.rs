@@ -6,24 +6,13 @@
 //! messages and the API's descriptor set, so the generated prost types stay
 //! as they are and no second set of serde types exists.
 
-use std::sync::OnceLock;
-
 use prost::Message as _;
 use prost_reflect::{
-    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MapKey, MessageDescriptor,
-    ReflectMessage, SerializeOptions, Value,
+    DeserializeOptions, DynamicMessage, Kind, MapKey, MessageDescriptor, ReflectMessage,
+    SerializeOptions, Value,
 };
 
-use crate::api::proto::FILE_DESCRIPTOR_SET;
-
-/// The descriptors of `authzed.api.v1` and its imports, decoded once.
-pub fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set built by build.rs decodes")
-    })
-}
+pub use crate::api::proto::descriptor_pool as pool;
 
 /// Why a request body is not a message of the expected type; the text
 /// names the problem (syntax, position, field) for the 400 answer.

@@ -13,8 +13,8 @@ pub mod metrics;
 mod reflection;
 mod relationships;
 mod schema;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod validation_file;
 mod watch;
 mod write_validation;

@@ -1,4 +1,5 @@
-//! Helpers the service unit tests share (compiled for tests only).
+//! Helpers the service tests share: compiled for unit tests, and for
+//! integration tests through the `test-support` feature.
 
 use crate::datastore::Datastore;
 use crate::model::{RelationshipUpdate, Revision, UpdateOperation, parse_relationship};
