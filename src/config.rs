@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::limits::GrpcLimits;
 use crate::datastore::RevisionConfig;
 use crate::datastore::postgres::PostgresConfig;
 use crate::dispatch::settings::DispatchSettings;
 use crate::service::WatchSettings;
+use crate::tls::TlsFiles;
 
 /// Which datastore engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +73,12 @@ pub struct Config {
     pub watch: WatchSettings,
     /// The subproblem cache (`--dispatch-cache-*`).
     pub dispatch: DispatchSettings,
+    /// TLS on the public gRPC port (`--grpc-tls-*`); `None`: plaintext.
+    pub grpc_tls: Option<TlsFiles>,
+    /// TLS on the dispatch peer port (`--dispatch-cluster-tls-*`).
+    pub dispatch_cluster_tls: Option<TlsFiles>,
+    /// Message size, deadline and concurrency limits of the public port.
+    pub grpc_limits: GrpcLimits,
 }
 
 impl Default for Config {
@@ -87,6 +95,9 @@ impl Default for Config {
             gc_interval: Duration::from_secs(180),
             watch: WatchSettings::default(),
             dispatch: DispatchSettings::default(),
+            grpc_tls: None,
+            dispatch_cluster_tls: None,
+            grpc_limits: GrpcLimits::default(),
         }
     }
 }
@@ -108,6 +119,9 @@ impl fmt::Debug for Config {
             .field("gc_interval", &self.gc_interval)
             .field("watch", &self.watch)
             .field("dispatch", &self.dispatch)
+            .field("grpc_tls", &self.grpc_tls)
+            .field("dispatch_cluster_tls", &self.dispatch_cluster_tls)
+            .field("grpc_limits", &self.grpc_limits)
             .finish()
     }
 }

@@ -70,6 +70,9 @@ pub struct ClusterSettings {
     pub upstream_timeout: Duration,
     /// `--dispatch-hashring-replication-factor`: virtual nodes per member.
     pub replication_factor: u16,
+    /// `--dispatch-upstream-ca-path`'s certificates (PEM): peers are dialed
+    /// over TLS and must present a certificate they sign. `None`: plaintext.
+    pub upstream_ca: Option<Vec<u8>>,
 }
 
 impl Default for ClusterSettings {
@@ -82,6 +85,7 @@ impl Default for ClusterSettings {
             self_addr: None,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
+            upstream_ca: None,
         }
     }
 }
@@ -97,6 +101,7 @@ impl fmt::Debug for ClusterSettings {
             .field("self_addr", &self.self_addr)
             .field("upstream_timeout", &self.upstream_timeout)
             .field("replication_factor", &self.replication_factor)
+            .field("upstream_tls", &self.upstream_ca.is_some())
             .finish()
     }
 }
