@@ -1,6 +1,6 @@
 //! Server configuration: one typed `Config` with SpiceDB's defaults, built
-//! from flags (each with a `TRELLIS_<FLAG>` environment variable) by the
-//! CLI. Secrets are redacted from `Debug` output.
+//! from flags (each with a `TRELLIS_<FLAG>` environment variable, or a
+//! `--config` file) by the CLI. Secrets are redacted from `Debug` output.
 
 use std::fmt;
 use std::net::SocketAddr;
