@@ -404,7 +404,7 @@ impl Cli {
             Command::Serve(args) => args.ops.log_settings(),
             _ => trellis::telemetry::LogSettings {
                 level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                format: trellis::telemetry::LogFormat::Text,
+                ..trellis::telemetry::LogSettings::default()
             },
         }
     }

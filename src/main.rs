@@ -8,11 +8,12 @@ mod cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let started = cli::Cli::parse_with_config_file().and_then(|args| {
-        trellis::telemetry::logging::init(&args.log_settings())?;
-        Ok(args)
+        let telemetry = trellis::telemetry::logging::init(&args.log_settings())?;
+        Ok((args, telemetry))
     });
-    let args = match started {
-        Ok(args) => args,
+    // The guard lives to the end of `main`, so exported spans are flushed.
+    let (args, _telemetry) = match started {
+        Ok(started) => started,
         Err(error) => return fail(&error),
     };
     match cli::run(args).await {

@@ -23,6 +23,11 @@ pub struct OpsArgs {
     /// call's method and request id).
     #[arg(long, env = "TRELLIS_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// OTLP/gRPC collector to export spans to, e.g.
+    /// `http://localhost:4317`; empty: none. Needs a build with the `otel`
+    /// cargo feature.
+    #[arg(long, env = "TRELLIS_OTEL_ENDPOINT", default_value = "")]
+    otel_endpoint: String,
     /// PEM certificate (chain) of the gRPC API; with `--grpc-tls-key-path`
     /// the API is served over TLS only. Reloaded on change or SIGHUP.
     #[arg(long, env = "TRELLIS_GRPC_TLS_CERT_PATH", default_value = "")]
@@ -69,6 +74,7 @@ impl OpsArgs {
         LogSettings {
             level: self.log_level.clone(),
             format: self.log_format,
+            otel_endpoint: self.otel_endpoint.clone(),
         }
     }
 
