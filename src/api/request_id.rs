@@ -54,7 +54,7 @@ where
         let span = tracing::info_span!(
             "grpc",
             method = %request.uri().path(),
-            request_id = %String::from_utf8_lossy(id.as_bytes()),
+            request_id = id.to_str().unwrap_or("non-ascii"),
         );
         let call = span.in_scope(|| {
             tracing::debug!("request");
