@@ -2,7 +2,11 @@
 //! `schema fmt`, `datastore migrate`, `bench generate|run|plan`, and the
 //! zed-like client commands (`schema write|read`, `relationship …`,
 //! `permission …`, `import`, `export`; their logic is `trellis::client`).
-//! Every `serve` flag also reads `TRELLIS_<FLAG_NAME>`.
+//! Every `serve` flag also reads `TRELLIS_<FLAG_NAME>`, and `serve --config
+//! FILE` (`config_file`) sets any of them from a TOML file.
+
+mod config_file;
+mod ops_args;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -202,6 +206,13 @@ impl CockroachArgs {
 /// `trellis serve` flags, named as SpiceDB names them.
 #[derive(Debug, Args)]
 struct ServeArgs {
+    /// A TOML file of `serve` settings, keyed by flag name without `--`
+    /// (see config/reference.toml); flags and `TRELLIS_*` variables win
+    /// over it.
+    #[arg(long, env = "TRELLIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    ops: ops_args::OpsArgs,
     /// Address of the gRPC API (`:PORT` listens on every interface).
     #[arg(long, env = "TRELLIS_GRPC_ADDR", default_value = ":50051", value_parser = parse_addr)]
     grpc_addr: SocketAddr,
@@ -389,9 +400,13 @@ impl ServeArgs {
                     upstream_timeout: self.dispatch_upstream_timeout,
                     replication_factor: self.dispatch_hashring_replication_factor,
                     refresh_interval: self.dispatch_upstream_refresh_interval,
+                    upstream_ca: self.ops.dispatch_upstream_ca()?,
                 },
             },
             preshared_keys: self.grpc_preshared_key,
+            grpc_tls: self.ops.grpc_tls()?,
+            dispatch_cluster_tls: self.ops.dispatch_cluster_tls()?,
+            grpc_limits: self.ops.grpc_limits(),
         })
     }
 }
@@ -416,6 +431,25 @@ enum SchemaCommand {
     Fmt { file: PathBuf },
     #[command(flatten)]
     Remote(trellis::client::RemoteSchemaCommand),
+}
+
+impl Cli {
+    /// Parses the process's arguments, reading `serve --config FILE` first.
+    pub fn parse_with_config_file() -> anyhow::Result<Self> {
+        Ok(config_file::parse(std::env::args_os().collect())?)
+    }
+
+    /// How to log: `serve`'s `--log-level`/`--log-format`; the other
+    /// commands log at `RUST_LOG` (default `info`) as text.
+    pub fn log_settings(&self) -> trellis::telemetry::LogSettings {
+        match &self.command {
+            Command::Serve(args) => args.ops.log_settings(),
+            _ => trellis::telemetry::LogSettings {
+                level: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                ..trellis::telemetry::LogSettings::default()
+            },
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

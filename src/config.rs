@@ -1,17 +1,19 @@
 //! Server configuration: one typed `Config` with SpiceDB's defaults, built
-//! from flags (each with a `TRELLIS_<FLAG>` environment variable) by the
-//! CLI. Secrets are redacted from `Debug` output.
+//! from flags (each with a `TRELLIS_<FLAG>` environment variable, or a
+//! `--config` file) by the CLI. Secrets are redacted from `Debug` output.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::limits::GrpcLimits;
 use crate::datastore::RevisionConfig;
 use crate::datastore::postgres::PostgresConfig;
 use crate::dispatch::settings::DispatchSettings;
 use crate::gateway::GatewaySettings;
 use crate::service::WatchSettings;
+use crate::tls::TlsFiles;
 
 /// Which datastore engine to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +76,12 @@ pub struct Config {
     pub dispatch: DispatchSettings,
     /// The HTTP/JSON gateway (`--http-enabled`, `--http-addr`).
     pub gateway: GatewaySettings,
+    /// TLS on the public gRPC port (`--grpc-tls-*`); `None`: plaintext.
+    pub grpc_tls: Option<TlsFiles>,
+    /// TLS on the dispatch peer port (`--dispatch-cluster-tls-*`).
+    pub dispatch_cluster_tls: Option<TlsFiles>,
+    /// Message size, deadline and concurrency limits of the public port.
+    pub grpc_limits: GrpcLimits,
 }
 
 impl Default for Config {
@@ -91,6 +99,9 @@ impl Default for Config {
             watch: WatchSettings::default(),
             dispatch: DispatchSettings::default(),
             gateway: GatewaySettings::default(),
+            grpc_tls: None,
+            dispatch_cluster_tls: None,
+            grpc_limits: GrpcLimits::default(),
         }
     }
 }
@@ -113,6 +124,9 @@ impl fmt::Debug for Config {
             .field("watch", &self.watch)
             .field("dispatch", &self.dispatch)
             .field("gateway", &self.gateway)
+            .field("grpc_tls", &self.grpc_tls)
+            .field("dispatch_cluster_tls", &self.dispatch_cluster_tls)
+            .field("grpc_limits", &self.grpc_limits)
             .finish()
     }
 }

@@ -18,5 +18,7 @@ pub mod model;
 pub mod schema;
 pub mod server;
 pub mod service;
+pub mod telemetry;
+pub mod tls;
 pub mod validationfile;
 pub mod workload;

@@ -1,31 +1,28 @@
-//! The `trellis` binary: parse the command line and run the command.
+//! The `trellis` binary: parse the command line (and `--config` file), set
+//! up logging, and run the command.
 
 use std::process::ExitCode;
-
-use clap::Parser as _;
 
 mod cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    init_logging();
+    let started = cli::Cli::parse_with_config_file().and_then(|args| {
+        let telemetry = trellis::telemetry::logging::init(&args.log_settings())?;
+        Ok((args, telemetry))
+    });
+    // The guard lives to the end of `main`, so exported spans are flushed.
+    let (args, _telemetry) = match started {
+        Ok(started) => started,
+        Err(error) => return fail(&error),
+    };
     match cli::run(args).await {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(2)
-        }
+        Err(error) => fail(&error),
     }
 }
 
-/// Logs to stderr; `RUST_LOG` (e.g. `info`, `trellis=debug`) sets the level.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(2)
 }

@@ -20,7 +20,9 @@ use crate::datastore::{Datastore, RevisionConfig};
 use crate::dispatch::builder::{self, Chains};
 use crate::dispatch::settings::{DispatchSettings, identify_self};
 use crate::service::{Limits, Services};
+use crate::tls::TlsAcceptor;
 use crate::validationfile;
+use tonic::service::interceptor::InterceptedService;
 
 /// Builds the services over `datastore` with the default dispatcher chain
 /// (subproblem cache on, sized and timed by the defaults).
@@ -214,23 +216,33 @@ pub async fn run_node<D: Datastore>(
         Some(keys) => keys.check(request),
         None => Ok(request),
     };
-    let permissions = v1::permissions_service_server::PermissionsServiceServer::with_interceptor(
-        Api::new(services.clone()),
+    // Every public service refuses messages over the configured size.
+    let max_message = config.grpc_limits.max_message_size;
+    let permissions = InterceptedService::new(
+        v1::permissions_service_server::PermissionsServiceServer::new(Api::new(services.clone()))
+            .max_decoding_message_size(max_message),
         authenticate.clone(),
     );
-    let schema = v1::schema_service_server::SchemaServiceServer::with_interceptor(
-        Api::new(services.clone()),
+    let schema = InterceptedService::new(
+        v1::schema_service_server::SchemaServiceServer::new(Api::new(services.clone()))
+            .max_decoding_message_size(max_message),
         authenticate.clone(),
     );
     // Watch streams never finish on their own; flipping this ends them
     // when shutdown begins, so draining does not wait out the grace period.
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let watch = v1::watch_service_server::WatchServiceServer::with_interceptor(
-        WatchApi::new(services.clone(), config.watch, closing_rx),
+    let watch = InterceptedService::new(
+        v1::watch_service_server::WatchServiceServer::new(WatchApi::new(
+            services.clone(),
+            config.watch,
+            closing_rx,
+        ))
+        .max_decoding_message_size(max_message),
         authenticate.clone(),
     );
-    let experimental = v1::experimental_service_server::ExperimentalServiceServer::with_interceptor(
-        Api::new(services.clone()),
+    let experimental = InterceptedService::new(
+        v1::experimental_service_server::ExperimentalServiceServer::new(Api::new(services.clone()))
+            .max_decoding_message_size(max_message),
         authenticate,
     );
 
@@ -253,28 +265,43 @@ pub async fn run_node<D: Datastore>(
         .context("building the reflection service")?;
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, engine = ?config.datastore_engine, "serving authzed.api.v1");
+    let tls = config
+        .grpc_tls
+        .clone()
+        .map(|files| TlsAcceptor::load(files, &[b"h2"]))
+        .transpose()?;
+    let _reloader = tls.as_ref().map(|tls| AbortOnDrop(tls.spawn_reloader()));
+    tracing::info!(%addr, engine = ?config.datastore_engine, tls = tls.is_some(), "serving authzed.api.v1");
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = config.shutdown_grace;
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(crate::api::metrics::GrpcMetricsLayer)
         .layer(crate::api::request_id::RequestIdLayer)
+        .layer(crate::api::limits::LimitsLayer::new(&config.grpc_limits))
         .add_service(health)
         .add_service(reflection)
         .add_service(permissions)
         .add_service(schema)
         .add_service(watch)
-        .add_service(experimental)
-        .serve_with_incoming_shutdown(
+        .add_service(experimental);
+    let stopping = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight calls");
+        closing.send_replace(true);
+        let _ = stop_peers.send(());
+        let _ = drained_tx.send(());
+    };
+    let server: std::pin::Pin<
+        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls {
+        Some(tls) => {
+            Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), stopping))
+        }
+        None => Box::pin(router.serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                shutdown.await;
-                tracing::info!("shutting down: draining in-flight calls");
-                closing.send_replace(true);
-                let _ = stop_peers.send(());
-                let _ = drained_tx.send(());
-            },
-        );
+            stopping,
+        )),
+    };
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => result.context("serving gRPC")?,
@@ -350,12 +377,25 @@ fn spawn_peer_server(
         .clone()
         .filter(|k| !k.is_empty())
         .ok_or(crate::dispatch::remote::ClusterConfigError::MissingKey)?;
-    tracing::info!(addr = %listener.local_addr()?, "serving trellis.dispatch.v1 to peers");
+    let tls = config
+        .dispatch_cluster_tls
+        .clone()
+        .map(|files| TlsAcceptor::load(files, &[b"h2"]))
+        .transpose()?;
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving trellis.dispatch.v1 to peers");
     Ok(tokio::spawn(async move {
         let stopped = async move {
             let _ = stop.await;
         };
-        if let Err(e) = crate::dispatch::server::serve(listener, serving, &key, stopped).await {
+        let served = match tls {
+            Some(tls) => {
+                let _reloader = AbortOnDrop(tls.spawn_reloader());
+                let incoming = tls.incoming(listener);
+                crate::dispatch::server::serve_incoming(incoming, serving, &key, stopped).await
+            }
+            None => crate::dispatch::server::serve(listener, serving, &key, stopped).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "the dispatch peer server failed");
         }
     }))

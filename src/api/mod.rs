@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod convert;
 pub mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod proto;
 pub mod request_id;

@@ -1,12 +1,15 @@
 //! Request ids, as SpiceDB handles them: the caller's `x-request-id` (or a
 //! fresh one) is logged with the call and returned in the response metadata
-//! under `io.spicedb.respmeta.requestid`. One tower layer for every service.
+//! under `io.spicedb.respmeta.requestid`. One tower layer for every service,
+//! which also opens the call's `tracing` span (`grpc` with `method` and
+//! `request_id`), so every event logged while handling it carries both.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tonic::codegen::http::{HeaderValue, Request, Response};
 use tonic::codegen::{BoxFuture, Service};
+use tracing::Instrument as _;
 
 const REQUEST_HEADER: &str = "x-request-id";
 const RESPONSE_HEADER: &str = "io.spicedb.respmeta.requestid";
@@ -48,13 +51,23 @@ where
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .cloned()
             .unwrap_or_else(fresh_id);
-        tracing::debug!(request_id = ?id, path = %request.uri().path(), "request");
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = call.await?;
-            response.headers_mut().insert(RESPONSE_HEADER, id);
-            Ok(response)
-        })
+        let span = tracing::info_span!(
+            "grpc",
+            method = %request.uri().path(),
+            request_id = id.to_str().unwrap_or("non-ascii"),
+        );
+        let call = span.in_scope(|| {
+            tracing::debug!("request");
+            self.inner.call(request)
+        });
+        Box::pin(
+            async move {
+                let mut response = call.await?;
+                response.headers_mut().insert(RESPONSE_HEADER, id);
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
 }
 

@@ -41,6 +41,27 @@ pub async fn serve(
     key: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    serve_incoming(incoming, dispatcher, key, shutdown).await
+}
+
+/// As `serve`, over any stream of connections (TLS ones from
+/// `tls::TlsAcceptor::incoming`).
+pub async fn serve_incoming<IO, IE>(
+    incoming: impl futures::Stream<Item = Result<IO, IE>>,
+    dispatcher: Arc<dyn Dispatcher>,
+    key: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error>
+where
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // An empty key would admit everyone; `RemoteDispatcher::validate`
     // refuses it before a node gets here, so this is a second lock.
     let keys = PresharedKeys::new(&[key.to_string()]);
@@ -59,9 +80,6 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

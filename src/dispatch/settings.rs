@@ -76,6 +76,9 @@ pub struct ClusterSettings {
     /// `--dispatch-upstream-refresh-interval`: how often `dns:///`
     /// upstreams are resolved again.
     pub refresh_interval: Duration,
+    /// `--dispatch-upstream-ca-path`'s certificates (PEM): peers are dialed
+    /// over TLS and must present a certificate they sign. `None`: plaintext.
+    pub upstream_ca: Option<Vec<u8>>,
 }
 
 impl Default for ClusterSettings {
@@ -89,6 +92,7 @@ impl Default for ClusterSettings {
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             refresh_interval: DEFAULT_UPSTREAM_REFRESH_INTERVAL,
+            upstream_ca: None,
         }
     }
 }
@@ -105,6 +109,7 @@ impl fmt::Debug for ClusterSettings {
             .field("upstream_timeout", &self.upstream_timeout)
             .field("replication_factor", &self.replication_factor)
             .field("refresh_interval", &self.refresh_interval)
+            .field("upstream_tls", &self.upstream_ca.is_some())
             .finish()
     }
 }

@@ -1,9 +1,13 @@
 //! Owns `Metered`: a datastore (and its readers) that records each call's
-//! latency and failures (`datastore::metrics`) and forwards it unchanged.
+//! latency and failures (`datastore::metrics`), runs it in a `datastore`
+//! tracing span named by its operation (debug level, inside the call's
+//! `grpc` span), and forwards it unchanged.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+
+use tracing::Instrument as _;
 
 use crate::datastore::metrics::{ERRORS_TOTAL, QUERY_SECONDS};
 use crate::datastore::{
@@ -52,13 +56,16 @@ fn kind(error: &DatastoreError) -> &'static str {
     }
 }
 
-/// Awaits `call`, recording its latency under `operation`, and its error.
+/// Awaits `call` in its span, recording its latency under `operation`, and
+/// its error.
 async fn timed<T>(
     operation: &'static str,
     call: impl Future<Output = DatastoreResult<T>>,
 ) -> DatastoreResult<T> {
     let started = Instant::now();
-    let result = call.await;
+    let result = call
+        .instrument(tracing::debug_span!("datastore", operation))
+        .await;
     metrics::histogram!(QUERY_SECONDS, "operation" => operation)
         .record(started.elapsed().as_secs_f64());
     if let Err(error) = &result {

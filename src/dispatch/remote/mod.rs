@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use self::membership::{Resolver, SelfAddresses, SystemResolver, Upstream};
 use self::proto::dispatch_service_client::DispatchServiceClient;
@@ -46,6 +46,8 @@ pub enum ClusterConfigError {
         "the dispatch cluster needs a key: set --dispatch-cluster-preshared-key or --grpc-preshared-key"
     )]
     MissingKey,
+    #[error("--dispatch-upstream-ca-path: cannot dial `{0}` over TLS with it")]
+    Tls(String),
 }
 
 /// Why a peer's answer could not be used; each makes the peer down.
@@ -122,7 +124,7 @@ impl RemoteDispatcher {
         bearer(settings)?;
         for upstream in membership::parse_all(&settings.upstreams)? {
             if let Upstream::Static(address) = upstream {
-                endpoint(&address, settings.upstream_timeout)?;
+                endpoint(&address, settings)?;
             }
         }
         Ok(())
@@ -444,15 +446,28 @@ fn bearer(
         .map_err(|_| ClusterConfigError::MissingKey)
 }
 
-fn endpoint(address: &str, timeout: Duration) -> Result<Endpoint, ClusterConfigError> {
+/// The peer's endpoint: TLS, trusting `--dispatch-upstream-ca-path`, when
+/// that is set (the peer's name is the host of its address), else plaintext.
+fn endpoint(address: &str, settings: &ClusterSettings) -> Result<Endpoint, ClusterConfigError> {
     let invalid = || ClusterConfigError::InvalidUpstream(address.to_string());
     if address.contains("://") || !address.contains(':') {
         return Err(invalid());
     }
-    Ok(Endpoint::from_shared(format!("http://{address}"))
+    let scheme = if settings.upstream_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|_| invalid())?
-        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-        .tcp_nodelay(true))
+        .connect_timeout(CONNECT_TIMEOUT.min(settings.upstream_timeout))
+        .tcp_nodelay(true);
+    match &settings.upstream_ca {
+        Some(ca) => endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .map_err(|e| ClusterConfigError::Tls(format!("{address}: {e}"))),
+        None => Ok(endpoint),
+    }
 }
 
 fn peer(
@@ -463,7 +478,7 @@ fn peer(
     Ok(Peer {
         address: address.to_string(),
         is_self: settings.self_addr.as_deref() == Some(address) || me.is_self(address),
-        endpoint: endpoint(address, settings.upstream_timeout)?,
+        endpoint: endpoint(address, settings)?,
         channel: OnceLock::new(),
         down: AtomicBool::new(false),
         answered: AtomicU64::new(0),
