@@ -406,6 +406,7 @@ impl ServeArgs {
             preshared_keys: self.grpc_preshared_key,
             grpc_tls: self.ops.grpc_tls()?,
             dispatch_cluster_tls: self.ops.dispatch_cluster_tls()?,
+            http_tls: self.ops.http_tls()?,
             grpc_limits: self.ops.grpc_limits(),
         })
     }

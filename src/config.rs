@@ -80,6 +80,8 @@ pub struct Config {
     pub grpc_tls: Option<TlsFiles>,
     /// TLS on the dispatch peer port (`--dispatch-cluster-tls-*`).
     pub dispatch_cluster_tls: Option<TlsFiles>,
+    /// TLS on the HTTP/JSON gateway (`--http-tls-*`); `None`: plaintext.
+    pub http_tls: Option<TlsFiles>,
     /// Message size, deadline and concurrency limits of the public port.
     pub grpc_limits: GrpcLimits,
 }
@@ -101,6 +103,7 @@ impl Default for Config {
             gateway: GatewaySettings::default(),
             grpc_tls: None,
             dispatch_cluster_tls: None,
+            http_tls: None,
             grpc_limits: GrpcLimits::default(),
         }
     }
@@ -126,6 +129,7 @@ impl fmt::Debug for Config {
             .field("gateway", &self.gateway)
             .field("grpc_tls", &self.grpc_tls)
             .field("dispatch_cluster_tls", &self.dispatch_cluster_tls)
+            .field("http_tls", &self.http_tls)
             .field("grpc_limits", &self.grpc_limits)
             .finish()
     }

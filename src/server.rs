@@ -337,7 +337,11 @@ async fn spawn_gateway<D: Datastore>(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the HTTP gateway address {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving the HTTP/JSON gateway");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = config.http_tls.is_some(),
+        "serving the HTTP/JSON gateway"
+    );
     let handlers = crate::gateway::Handlers {
         permissions: Arc::new(Api::new(services.clone())),
         schema: Arc::new(Api::new(services.clone())),
@@ -353,12 +357,25 @@ async fn spawn_gateway<D: Datastore>(
         PresharedKeys::new(&config.preshared_keys),
         health,
     ));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let stopped = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let tls = config
+        .http_tls
+        .clone()
+        .map(|files| TlsAcceptor::load(files, &[b"h2", b"http/1.1"]))
+        .transpose()?;
     Ok(Some(AbortOnDrop(tokio::spawn(async move {
-        crate::gateway::serve(gateway, incoming, async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        })
-        .await;
+        match tls {
+            Some(tls) => {
+                let _reloader = AbortOnDrop(tls.spawn_reloader());
+                crate::gateway::serve(gateway, tls.incoming(listener), stopped).await;
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                crate::gateway::serve(gateway, incoming, stopped).await;
+            }
+        }
     }))))
 }
 

@@ -3,7 +3,7 @@
 //! certificate reaches new connections (file watch, SIGHUP, or a direct
 //! reload) and a bad one keeps the old; bad paths stop startup with the
 //! flag's name; dispatch peers talk over TLS trusting
-//! `--dispatch-upstream-ca-path`.
+//! `--dispatch-upstream-ca-path`; the HTTP gateway serves TLS too.
 
 #[path = "common/server.rs"]
 mod server;
@@ -447,20 +447,10 @@ async fn dispatch_peers_talk_over_tls() {
     }
     let (services, remote) = &nodes[0];
     services.write_schema(SCHEMA).await.expect("schema");
-    let updates = (0..40)
-        .map(|d| trellis::model::RelationshipUpdate {
-            operation: trellis::model::UpdateOperation::Touch,
-            relationship: trellis::model::parse_relationship(&format!(
-                "document:d{d}#viewer@user:u{d}"
-            ))
-            .expect("relationship"),
-        })
+    let relationships: Vec<String> = (0..40)
+        .map(|d| format!("document:d{d}#viewer@user:u{d}"))
         .collect();
-    services
-        .write_relationships(trellis::service::WriteParams {
-            updates,
-            ..Default::default()
-        })
+    trellis::service::test_support::touch_all(services, &relationships)
         .await
         .expect("written");
     for d in 0..40 {
@@ -485,5 +475,110 @@ async fn dispatch_peers_talk_over_tls() {
         remote.is_up(peer),
         Some(true),
         "the TLS peer was marked down"
+    );
+}
+
+/// A raw HTTP/1.1 GET of `path` over TLS trusting `ca` for `localhost`;
+/// the response as text.
+async fn https_get(addr: SocketAddr, ca: &str, path: &str) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    // The server's provider (ring); rustls deprecates it only for lacking
+    // post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    // A peer that closes without TLS close_notify is fine here: the
+    // response is complete once the connection ends.
+    let _ = tls.read_to_end(&mut response).await;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[tokio::test]
+async fn the_http_gateway_serves_tls_and_refuses_plaintext() {
+    let dir = TempDir::new("gateway");
+    let ca = Ca::new("gateway ca");
+    let mut tls = ca.issue_into(&dir.0);
+    tls.flag = "http";
+    let gateway_listener = TcpListener::bind("127.0.0.1:0").await.expect("free port");
+    let gateway_addr = gateway_listener.local_addr().expect("bound");
+    // The gateway binds its own address: free this one for it.
+    drop(gateway_listener);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("free port");
+    let config = Config {
+        preshared_keys: vec![KEY.into()],
+        gateway: trellis::gateway::GatewaySettings {
+            enabled: true,
+            addr: gateway_addr,
+        },
+        http_tls: Some(tls),
+        ..Config::default()
+    };
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(trellis::server::run(datastore(), config, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let mut served = Err(String::new());
+    for _ in 0..100 {
+        served = https_get(gateway_addr, &ca.pem(), "/healthz").await;
+        if served.as_ref().is_ok_and(|r| r.contains("SERVING")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = served.expect("served over TLS");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#"{"status":"SERVING"}"#), "{response}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plaintext = async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = tokio::net::TcpStream::connect(gateway_addr).await?;
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        let _ = tcp.read_to_end(&mut response).await;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(15), plaintext)
+        .await
+        .expect("refused promptly")
+        .unwrap_or_default();
+    assert!(
+        !answer.contains("SERVING"),
+        "plaintext was served: {answer}"
+    );
+
+    assert!(
+        https_get(gateway_addr, &Ca::new("stranger").pem(), "/healthz")
+            .await
+            .is_err(),
+        "a client trusting another CA connected"
     );
 }

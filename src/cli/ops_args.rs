@@ -50,6 +50,14 @@ pub struct OpsArgs {
         default_value = ""
     )]
     dispatch_cluster_tls_key_path: String,
+    /// PEM certificate (chain) of the HTTP/JSON gateway; with
+    /// `--http-tls-key-path` the gateway is served over TLS only (HTTP/2 and
+    /// HTTP/1.1 by ALPN). Reloaded on change or SIGHUP.
+    #[arg(long, env = "TRELLIS_HTTP_TLS_CERT_PATH", default_value = "")]
+    http_tls_cert_path: String,
+    /// PEM private key of `--http-tls-cert-path`.
+    #[arg(long, env = "TRELLIS_HTTP_TLS_KEY_PATH", default_value = "")]
+    http_tls_key_path: String,
     /// PEM CA certificate(s) peers' certificates are signed by: set, peers
     /// are dialed over TLS; empty, in plaintext.
     #[arg(long, env = "TRELLIS_DISPATCH_UPSTREAM_CA_PATH", default_value = "")]
@@ -93,6 +101,15 @@ impl OpsArgs {
             "dispatch-cluster",
             Path::new(&self.dispatch_cluster_tls_cert_path),
             Path::new(&self.dispatch_cluster_tls_key_path),
+        )
+    }
+
+    /// TLS of the HTTP/JSON gateway.
+    pub fn http_tls(&self) -> Result<Option<TlsFiles>, TlsError> {
+        TlsFiles::from_flags(
+            "http",
+            Path::new(&self.http_tls_cert_path),
+            Path::new(&self.http_tls_key_path),
         )
     }
 
