@@ -751,7 +751,7 @@ async fn the_depth_budget_travels_across_hops_so_a_cycle_ends_in_the_depth_error
     let (cluster, addrs) = start_cluster(datastore).await;
     let services = &cluster[0].services;
     services.write_schema(SCHEMA).await.expect("valid schema");
-    touch_all(services, &CYCLE).await.expect("written");
+    touch_all(services, CYCLE).await.expect("written");
     let item = |text: &str| check_item(text).expect("a valid check");
     for (i, node) in cluster.iter().enumerate() {
         let channel = connect(node.public).await;
