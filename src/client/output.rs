@@ -61,6 +61,30 @@ pub fn print_json_line(message: &impl prost::Message, full_name: &str) -> Result
     line(&json(message, full_name, false)?)
 }
 
+/// Prints every message of a server stream: as one protobuf JSON line each
+/// with `json`, else as the line `text` makes of it (none: nothing). A
+/// failed message ends the stream with `call`'s error.
+pub async fn print_stream<M: prost::Message>(
+    mut stream: tonic::Streaming<M>,
+    call: &'static str,
+    json: bool,
+    full_name: &str,
+    mut text: impl FnMut(&M) -> Result<Option<String>, ClientError>,
+) -> Result<(), ClientError> {
+    while let Some(message) = stream
+        .message()
+        .await
+        .map_err(|s| ClientError::call(call, s))?
+    {
+        if json {
+            print_json_line(&message, full_name)?;
+        } else if let Some(text) = text(&message)? {
+            line(&text)?;
+        }
+    }
+    Ok(())
+}
+
 /// A ZedToken's text (empty if the server sent none).
 pub fn token(token: Option<&v1::ZedToken>) -> String {
     token.map(|t| t.token.clone()).unwrap_or_default()

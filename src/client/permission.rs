@@ -5,8 +5,6 @@
 
 use std::process::ExitCode;
 
-use futures::StreamExt as _;
-
 use super::command::{
     CheckArgs, ExpandArgs, LookupResourcesArgs, LookupSubjectsArgs, PermissionCommand,
 };
@@ -191,25 +189,26 @@ async fn lookup_resources(args: LookupResourcesArgs) -> Result<ExitCode, ClientE
         optional_limit: args.limit.unwrap_or(0),
         ..Default::default()
     };
-    let call = |s| ClientError::call("LookupResources", s);
-    let mut stream = connection
+    let stream = connection
         .permissions(0)
         .lookup_resources(request)
         .await
-        .map_err(call)?
+        .map_err(|s| ClientError::call("LookupResources", s))?
         .into_inner();
-    while let Some(response) = stream.next().await {
-        let response = response.map_err(call)?;
-        if args.json {
-            output::print_json_line(&response, "authzed.api.v1.LookupResourcesResponse")?;
-        } else {
-            output::line(&lookup_line(
+    output::print_stream(
+        stream,
+        "LookupResources",
+        args.json,
+        "authzed.api.v1.LookupResourcesResponse",
+        |response| {
+            Ok(Some(lookup_line(
                 &response.resource_object_id,
                 response.permissionship,
                 response.partial_caveat_info.as_ref(),
-            ))?;
-        }
-    }
+            )))
+        },
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -225,50 +224,52 @@ async fn lookup_subjects(args: LookupSubjectsArgs) -> Result<ExitCode, ClientErr
         context: args.caveat_context,
         ..Default::default()
     };
-    let call = |s| ClientError::call("LookupSubjects", s);
-    let mut stream = connection
+    let stream = connection
         .permissions(0)
         .lookup_subjects(request)
         .await
-        .map_err(call)?
+        .map_err(|s| ClientError::call("LookupSubjects", s))?
         .into_inner();
-    while let Some(response) = stream.next().await {
-        let response = response.map_err(call)?;
-        if args.json {
-            output::print_json_line(&response, "authzed.api.v1.LookupSubjectsResponse")?;
-            continue;
-        }
-        let Some(found) = &response.subject else {
-            continue;
-        };
-        let mut text = format!(
-            "{subject_type}:{}",
-            lookup_line(
-                &found.subject_object_id,
-                found.permissionship,
-                found.partial_caveat_info.as_ref()
-            )
-        );
-        if !response.excluded_subjects.is_empty() {
-            let excluded: Vec<String> = response
-                .excluded_subjects
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{subject_type}:{}",
-                        lookup_line(
-                            &e.subject_object_id,
-                            e.permissionship,
-                            e.partial_caveat_info.as_ref()
-                        )
-                    )
-                })
-                .collect();
-            text.push_str(&format!(" (excluding {})", excluded.join(", ")));
-        }
-        output::line(&text)?;
-    }
+    output::print_stream(
+        stream,
+        "LookupSubjects",
+        args.json,
+        "authzed.api.v1.LookupSubjectsResponse",
+        |response| Ok(subject_line(&subject_type, response)),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A looked-up subject with the subjects a wildcard excludes.
+fn subject_line(subject_type: &str, response: &v1::LookupSubjectsResponse) -> Option<String> {
+    let found = response.subject.as_ref()?;
+    let mut text = format!(
+        "{subject_type}:{}",
+        lookup_line(
+            &found.subject_object_id,
+            found.permissionship,
+            found.partial_caveat_info.as_ref()
+        )
+    );
+    if !response.excluded_subjects.is_empty() {
+        let excluded: Vec<String> = response
+            .excluded_subjects
+            .iter()
+            .map(|e| {
+                format!(
+                    "{subject_type}:{}",
+                    lookup_line(
+                        &e.subject_object_id,
+                        e.permissionship,
+                        e.partial_caveat_info.as_ref()
+                    )
+                )
+            })
+            .collect();
+        text.push_str(&format!(" (excluding {})", excluded.join(", ")));
+    }
+    Some(text)
 }
 
 /// A looked-up id, marked when it holds only under caveats.

@@ -9,8 +9,6 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use futures::StreamExt as _;
-
 use super::command::{
     BulkDeleteArgs, ConnectArgs, DeleteArgs, ReadArgs, RelationshipArgs, RelationshipCommand,
     WriteArgs,
@@ -180,21 +178,20 @@ async fn read(args: ReadArgs) -> Result<ExitCode, ClientError> {
         optional_limit: args.limit.unwrap_or(0),
         optional_cursor: None,
     };
-    let call = |s| ClientError::call("ReadRelationships", s);
-    let mut stream = connection
+    let stream = connection
         .permissions(0)
         .read_relationships(request)
         .await
-        .map_err(call)?
+        .map_err(|s| ClientError::call("ReadRelationships", s))?
         .into_inner();
-    while let Some(response) = stream.next().await {
-        let response = response.map_err(call)?;
-        if args.json {
-            output::print_json_line(&response, "authzed.api.v1.ReadRelationshipsResponse")?;
-        } else {
-            output::line(&zed_line(response.relationship.as_ref())?)?;
-        }
-    }
+    output::print_stream(
+        stream,
+        "ReadRelationships",
+        args.json,
+        "authzed.api.v1.ReadRelationshipsResponse",
+        |response| zed_line(response.relationship.as_ref()).map(Some),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
