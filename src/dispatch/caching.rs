@@ -15,7 +15,7 @@ use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, cost, 
 
 /// Answers stored by subproblem. The value is an `Arc` because moka hands
 /// out clones of values: one reference count instead of a map copy.
-type AnswerCache = Cache<CheckKey, Arc<CheckResult>>;
+type AnswerCache = Cache<CheckKey, Arc<CheckResult>, foldhash::quality::RandomState>;
 
 /// A dispatcher that remembers answers in front of another.
 pub struct CachingDispatcher {
@@ -32,7 +32,7 @@ impl CachingDispatcher {
             .weigher(cost::entry_cost)
             .time_to_live(ttl)
             .eviction_listener(record_eviction)
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         Self { inner, cache }
     }
 

@@ -36,6 +36,9 @@ use futures::future::{Shared, WeakShared};
 use super::keys::FlightKey;
 use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, metrics, trace};
 
+/// Computations in flight by key (foldhash: see the dispatch cache).
+type Flights = HashMap<FlightKey, InFlight, foldhash::quality::RandomState>;
+
 /// One computation, awaited by every request that shares it.
 type Flight = Shared<BoxFuture<'static, Result<CheckResult, CheckError>>>;
 
@@ -44,7 +47,7 @@ pub struct SingleflightDispatcher {
     inner: Arc<dyn Dispatcher>,
     /// Computations in flight. Held weakly: the waiters own a computation,
     /// so it is dropped when they all are, whatever this map holds.
-    flights: Mutex<HashMap<FlightKey, InFlight>>,
+    flights: Mutex<Flights>,
     next_id: AtomicU64,
 }
 
@@ -59,7 +62,7 @@ impl SingleflightDispatcher {
     pub fn new(inner: Arc<dyn Dispatcher>) -> Self {
         Self {
             inner,
-            flights: Mutex::new(HashMap::new()),
+            flights: Mutex::new(Flights::default()),
             next_id: AtomicU64::new(0),
         }
     }
@@ -72,7 +75,7 @@ impl SingleflightDispatcher {
 
     /// The map lock is never held across an `.await`, so a panic while it
     /// is held leaves the map consistent: poisoning is ignored.
-    fn lock(&self) -> MutexGuard<'_, HashMap<FlightKey, InFlight>> {
+    fn lock(&self) -> MutexGuard<'_, Flights> {
         self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
