@@ -58,16 +58,7 @@ pub async fn fresh_database(settings: CockroachSettings) -> PostgresConfig {
         std::process::id(),
         NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
     );
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to TRELLIS_TEST_CRDB_URL");
-    let task = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create a test database");
-    drop(client);
-    let _ = task.await;
+    super::postgres::create_database(url, &name).await;
     let small = |max_open| PoolSettings {
         max_open,
         max_lifetime: Duration::from_secs(1800),

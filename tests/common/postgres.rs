@@ -217,17 +217,7 @@ impl Cluster {
     /// (small pools: many tests run at once).
     pub async fn fresh_database(&self) -> PostgresConfig {
         let name = format!("t{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
-        let (client, connection) =
-            tokio_postgres::connect(&self.uri("postgres"), tokio_postgres::NoTls)
-                .await
-                .expect("connect to the maintenance database");
-        let task = tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create a test database");
-        drop(client);
-        let _ = task.await;
+        create_database(&self.uri("postgres"), &name).await;
         self.config(&name)
     }
 
@@ -286,4 +276,19 @@ fn run(command: &mut Command) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// Creates the database `name` through a connection to `url` (PostgreSQL
+/// or CockroachDB, which speaks the same protocol).
+pub async fn create_database(url: &str, name: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to create a test database");
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    drop(client);
+    let _ = task.await;
 }
