@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::api::auth::PresharedKeys;
 use crate::api::handlers::{Api, WatchApi};
+use crate::api::limits::LimitsLayer;
 use crate::api::proto::{self, v1};
 use crate::config::Config;
 use crate::datastore::schema_cache::SchemaCache;
@@ -247,10 +248,14 @@ pub async fn run_node<D: Datastore>(
     );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    // One set of permits for the gRPC port and the gateway: the limit is
+    // on calls the server handles at once, whichever way they came.
+    let limits = LimitsLayer::new(&config.grpc_limits);
     let gateway = spawn_gateway(
         &services,
         &config,
         health_reporter.clone(),
+        limits.clone(),
         closing.subscribe(),
     )
     .await?;
@@ -277,7 +282,7 @@ pub async fn run_node<D: Datastore>(
     let router = tonic::transport::Server::builder()
         .layer(crate::api::metrics::GrpcMetricsLayer)
         .layer(crate::api::request_id::RequestIdLayer)
-        .layer(crate::api::limits::LimitsLayer::new(&config.grpc_limits))
+        .layer(limits)
         .add_service(health)
         .add_service(reflection)
         .add_service(permissions)
@@ -328,6 +333,7 @@ async fn spawn_gateway<D: Datastore>(
     services: &Arc<Services<D>>,
     config: &Config,
     health: tonic_health::server::HealthReporter,
+    limits: LimitsLayer,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<AbortOnDrop>> {
     if !config.gateway.enabled {
@@ -355,6 +361,7 @@ async fn spawn_gateway<D: Datastore>(
     let gateway = Arc::new(crate::gateway::Gateway::new(
         handlers,
         PresharedKeys::new(&config.preshared_keys),
+        limits,
         health,
     ));
     let stopped = async move {

@@ -201,8 +201,10 @@ async fn held_import(
     (sender, call)
 }
 
-/// A held import that was admitted: one the server shed at once (the
-/// burst's last permits may still be on their way back) is started again.
+/// A held import that was admitted before this returns: `held_import`
+/// returns once the call is made, not once the server has taken a permit
+/// for it, and a call shed at once (a permit still on its way back from an
+/// earlier call) is started again.
 async fn admitted_import(
     channel: Channel,
 ) -> (
@@ -277,8 +279,8 @@ async fn calls_over_the_concurrency_limit_are_shed_and_health_never_is() {
 
     // Two of three permits held: a burst gets some answers and sheds the
     // rest; nothing else.
-    let (first, first_call) = held_import(server.channel.clone(), None).await;
-    let (second, second_call) = held_import(server.channel.clone(), None).await;
+    let (first, first_call) = admitted_import(server.channel.clone()).await;
+    let (second, second_call) = admitted_import(server.channel.clone()).await;
     let burst: Vec<Code> =
         futures::future::join_all((0..40).map(|_| check_code(server.channel.clone()))).await;
     assert!(
@@ -361,4 +363,64 @@ async fn deadlines_end_calls_with_deadline_exceeded() {
         "the server's maximum ended it: {}",
         status.message()
     );
+}
+
+/// A raw HTTP/1.1 POST of `{}` to the gateway at `addr`; the status line
+/// and body.
+async fn gateway_post(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the gateway accepts");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        server::KEY
+    );
+    tcp.write_all(request.as_bytes()).await.expect("sent");
+    let mut response = Vec::new();
+    tcp.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_calls_count_against_the_same_concurrency_limit() {
+    let free = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    let gateway = free.local_addr().expect("bound");
+    drop(free);
+    let server = TestServer::start(
+        Config {
+            grpc_limits: GrpcLimits {
+                max_concurrent_requests: 1,
+                ..GrpcLimits::default()
+            },
+            gateway: trellis::gateway::GatewaySettings {
+                enabled: true,
+                addr: gateway,
+            },
+            ..Config::default()
+        },
+        RevisionConfig::default(),
+    )
+    .await;
+    // The one permit held by a gRPC call: the gateway's call is shed, as
+    // grpc-gateway maps RESOURCE_EXHAUSTED (429, code 8).
+    let (held, held_call) = admitted_import(server.channel.clone()).await;
+    let shed = gateway_post(gateway, "/v1/schema/read").await;
+    assert!(shed.starts_with("HTTP/1.1 429"), "{shed}");
+    assert!(shed.contains(r#""code":8"#), "{shed}");
+
+    // Released, the gateway's call runs (no schema yet: NOT_FOUND, 404).
+    drop(held);
+    let _ = held_call.await;
+    let mut answered = String::new();
+    for _ in 0..50 {
+        answered = gateway_post(gateway, "/v1/schema/read").await;
+        if !answered.starts_with("HTTP/1.1 429") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered.starts_with("HTTP/1.1 404"), "{answered}");
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{BoxFuture, Service};
 
@@ -63,6 +63,23 @@ impl LimitsLayer {
             limits: *limits,
         }
     }
+
+    /// A permit for one call, held until it is dropped (`None`: no limit
+    /// is set), or the RESOURCE_EXHAUSTED that sheds the call. Clones share
+    /// the permits, so the HTTP gateway's calls count against the same
+    /// limit as the gRPC port's.
+    pub fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, tonic::Status> {
+        let Some(permits) = &self.permits else {
+            return Ok(None);
+        };
+        permits.clone().try_acquire_owned().map(Some).map_err(|_| {
+            let limit = self.limits.max_concurrent_requests;
+            tracing::debug!(limit, "shedding a call: at the concurrency limit");
+            tonic::Status::resource_exhausted(format!(
+                "the server is handling its limit of {limit} calls at once (--grpc-max-concurrent-requests); retry later"
+            ))
+        })
+    }
 }
 
 impl<S> tower_layer::Layer<S> for LimitsLayer {
@@ -101,12 +118,9 @@ where
         if request.uri().path().starts_with(HEALTH_PREFIX) {
             return Box::pin(self.inner.call(request));
         }
-        let permit = match &self.layer.permits {
-            None => None,
-            Some(permits) => match permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => return shed(&request, self.layer.limits.max_concurrent_requests),
-            },
+        let permit = match self.layer.admit() {
+            Ok(permit) => permit,
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
         };
         let deadline = Deadline::of(&request, self.layer.limits.max_request_duration);
         let call = self.inner.call(request);
@@ -193,18 +207,6 @@ fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
         b'n' => Duration::from_nanos(amount),
         _ => return None,
     })
-}
-
-/// The immediate answer to a call over the concurrency limit.
-fn shed<B, E: Send + 'static>(
-    request: &Request<B>,
-    limit: usize,
-) -> BoxFuture<Response<tonic::body::Body>, E> {
-    tracing::debug!(path = %request.uri().path(), limit, "shedding a call: at the concurrency limit");
-    let status = tonic::Status::resource_exhausted(format!(
-        "the server is handling its limit of {limit} calls at once (--grpc-max-concurrent-requests); retry later"
-    ));
-    Box::pin(async move { Ok(status.into_http()) })
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use super::errors::{http_status, status_json};
 use super::json;
 use super::routes::{self, Lookup, Route};
 use crate::api::auth::PresharedKeys;
+use crate::api::limits::LimitsLayer;
 use crate::api::metrics::RecordedCall;
 
 /// The largest request body read: a 4 MiB message (the gRPC default, and
@@ -42,21 +43,26 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub struct Gateway {
     handlers: Handlers,
     keys: Option<PresharedKeys>,
+    /// The gRPC port's concurrency limit, shared: a gateway call holds one
+    /// of the same permits while it runs.
+    limits: LimitsLayer,
     health: tonic_health::server::HealthService,
 }
 
 impl Gateway {
     /// A gateway over the gRPC server's `handlers`, admitting the same
-    /// `keys` (none: every call), and answering `/healthz` from the same
-    /// health reporter.
+    /// `keys` (none: every call) within the same concurrency `limits`, and
+    /// answering `/healthz` from the same health reporter.
     pub fn new(
         handlers: Handlers,
         keys: Option<PresharedKeys>,
+        limits: LimitsLayer,
         health: tonic_health::server::HealthReporter,
     ) -> Self {
         Self {
             handlers,
             keys,
+            limits,
             health: tonic_health::server::HealthService::from_health_reporter(health),
         }
     }
@@ -98,6 +104,14 @@ impl Gateway {
             call.finish(status.code());
             return error_response(&status);
         }
+        // Held until the reply (for a stream, its start), as on the gRPC port.
+        let _permit = match self.limits.admit() {
+            Ok(permit) => permit,
+            Err(status) => {
+                call.finish(status.code());
+                return error_response(&status);
+            }
+        };
         let reply = self.handlers.call(route.rpc, input, metadata).await;
         match reply {
             Ok(Reply::Unary(encoded, metadata)) => {
