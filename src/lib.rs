@@ -15,6 +15,7 @@ pub mod graph;
 pub mod loadgen;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod schema;
 pub mod server;
 pub mod service;

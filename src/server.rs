@@ -302,10 +302,9 @@ pub async fn run_node<D: Datastore>(
         Some(tls) => {
             Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), stopping))
         }
-        None => Box::pin(router.serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stopping,
-        )),
+        None => {
+            Box::pin(router.serve_with_incoming_shutdown(crate::net::incoming(listener), stopping))
+        }
     };
     let mut server = std::pin::pin!(server);
     tokio::select! {
@@ -379,7 +378,7 @@ async fn spawn_gateway<D: Datastore>(
                 crate::gateway::serve(gateway, tls.incoming(listener), stopped).await;
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming = crate::net::incoming(listener);
                 crate::gateway::serve(gateway, incoming, stopped).await;
             }
         }

@@ -41,7 +41,7 @@ pub async fn serve(
     key: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = crate::net::incoming(listener);
     serve_incoming(incoming, dispatcher, key, shutdown).await
 }
 
