@@ -1,6 +1,8 @@
 //! A three-node dispatch cluster on loopback, in one process over one
 //! shared datastore (every node must see the same data, as nodes of one
-//! PostgreSQL do): every schema example passes through every node; checks
+//! PostgreSQL do): every schema example passes through every node, checks
+//! and lookups alike (LookupResources also paged across the three nodes,
+//! which holds its result order to be the same on every node); checks
 //! keep succeeding while a node's peer server is down and the ring uses it
 //! again once it is back; the peer port refuses calls without the key.
 
@@ -26,7 +28,9 @@ use trellis::dispatch::settings::{ClusterSettings, DispatchSettings};
 use trellis::model::{Consistency, ObjectRef, SubjectRef, parse_relationship};
 use trellis::server::Node;
 use trellis::service::test_support::touch_all;
-use trellis::service::{CheckParams, Permissionship, Services};
+use trellis::service::{
+    CheckParams, LookupResourcesParams, LookupSubjectsParams, Permissionship, Services,
+};
 use trellis::validationfile;
 use v1::check_permission_response::Permissionship as ApiPermissionship;
 
@@ -314,6 +318,10 @@ struct ClusterRun {
     compared: usize,
     assertions: usize,
     peer_answers: u64,
+    /// Lookups compared between a cluster node and the single node.
+    lookups: usize,
+    /// Lookup read steps the nodes sent to one another and got answered.
+    peer_reads: u64,
     problems: Vec<String>,
 }
 
@@ -404,8 +412,258 @@ async fn run_file(path: &std::path::Path, run: &mut ClusterRun) {
             }
         }
     }
+    compare_lookups(&name.to_string(), &loaded, &schema, one, &cluster, run).await;
     run.files += 1;
     run.peer_answers += answered_by_peers(&cluster, &addrs);
+    run.peer_reads += reads_answered_by_peers(&cluster, &addrs);
+}
+
+/// Asks every LookupResources and LookupSubjects question the file invites
+/// (`lookup_questions`) of the single node and of one cluster node (each
+/// in turn), and requires the same results in the same order; then reads
+/// each LookupResources answer in about three pages, each page from the
+/// next node with the previous page's cursor, and requires the same results
+/// again.
+async fn compare_lookups(
+    name: &str,
+    loaded: &validationfile::LoadedFile,
+    schema: &trellis::schema::CompiledSchema,
+    one: &Channel,
+    cluster: &[Running],
+    run: &mut ClusterRun,
+) {
+    let mut channels = Vec::new();
+    for node in cluster {
+        channels.push(connect(node.public).await);
+    }
+    let (resources, subjects) = lookup_questions(&common::matrix::seen(loaded, schema), schema);
+    let (resources, subjects) = (
+        spread(resources, MAX_LOOKUPS),
+        spread(subjects, MAX_LOOKUPS),
+    );
+    for (i, question) in resources.iter().enumerate() {
+        let alone = lookup_resources(one, question, None).await;
+        let node = i % channels.len();
+        let answer = lookup_resources(&channels[node], question, None).await;
+        // About three pages, so that each node serves one.
+        let page = alone.as_ref().map_or(1, |found| found.len() / 3).max(1);
+        let paged = lookup_resources_paged(&channels, question, page as u32).await;
+        run.lookups += 1;
+        for (how, answer) in [("streamed", answer), ("paged across the nodes", paged)] {
+            if answer != alone {
+                run.problems.push(format!(
+                    "{name}: node {node}: LookupResources {question:?} {how}: the cluster says {answer:?}, one node {alone:?}"
+                ));
+            }
+        }
+    }
+    for (i, question) in subjects.iter().enumerate() {
+        let alone = lookup_subjects(one, question).await;
+        let node = i % channels.len();
+        let answer = lookup_subjects(&channels[node], question).await;
+        run.lookups += 1;
+        if answer != alone {
+            run.problems.push(format!(
+                "{name}: node {node}: LookupSubjects {question:?}: the cluster says {answer:?}, one node {alone:?}"
+            ));
+        }
+    }
+}
+
+/// Lookups of each kind asked per file, at most: the largest files invite
+/// thousands, and a sample spread over all of them keeps the suite short.
+const MAX_LOOKUPS: usize = 150;
+
+/// At most `max` of `items`, evenly spread over them (all when fewer).
+fn spread<T>(items: Vec<T>, max: usize) -> Vec<T> {
+    let step = items.len().div_ceil(max).max(1);
+    items.into_iter().step_by(step).collect()
+}
+
+/// LookupResources questions: every relation or permission of every type
+/// that has objects, for every subject seen; LookupSubjects questions:
+/// every relation or permission of every object seen, for every subject
+/// type and relation seen.
+fn lookup_questions(
+    seen: &common::matrix::Seen,
+    schema: &trellis::schema::CompiledSchema,
+) -> (
+    Vec<v1::LookupResourcesRequest>,
+    Vec<v1::LookupSubjectsRequest>,
+) {
+    let relations = |object_type: &str| -> Vec<String> {
+        schema
+            .definition(object_type)
+            .map(|def| def.relations.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    let types: std::collections::BTreeSet<&str> = seen
+        .objects
+        .iter()
+        .map(|o| o.object_type.as_str())
+        .collect();
+    let mut resources = Vec::new();
+    for object_type in types {
+        for permission in relations(object_type) {
+            for subject in &seen.subjects {
+                resources.push(v1::LookupResourcesRequest {
+                    consistency: fully_consistent(),
+                    resource_object_type: object_type.to_string(),
+                    permission: permission.clone(),
+                    subject: Some(subject.into()),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let subject_kinds: std::collections::BTreeSet<(&str, &str)> = seen
+        .subjects
+        .iter()
+        .map(|s| (s.object.object_type.as_str(), s.relation.as_str()))
+        .collect();
+    let mut subjects = Vec::new();
+    for object in &seen.objects {
+        for permission in relations(&object.object_type) {
+            for (subject_type, relation) in &subject_kinds {
+                subjects.push(v1::LookupSubjectsRequest {
+                    consistency: fully_consistent(),
+                    resource: Some(object.into()),
+                    permission: permission.clone(),
+                    subject_object_type: subject_type.to_string(),
+                    optional_subject_relation: if *relation == "..." {
+                        String::new()
+                    } else {
+                        relation.to_string()
+                    },
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    (resources, subjects)
+}
+
+/// One lookup result as a client sees it, without the cursor and token
+/// (they name the revision, which is the same here, but are opaque).
+#[derive(Debug, Clone, PartialEq)]
+struct Found {
+    id: String,
+    permissionship: i32,
+    missing_context: Vec<String>,
+    /// LookupSubjects only: the wildcard's exclusions.
+    excluded: Vec<(String, i32)>,
+}
+
+type Lookup = Result<Vec<Found>, (tonic::Code, String)>;
+
+fn missing(partial: Option<v1::PartialCaveatInfo>) -> Vec<String> {
+    let mut missing = partial
+        .map(|p| p.missing_required_context)
+        .unwrap_or_default();
+    missing.sort();
+    missing
+}
+
+/// LookupResources of `question` from `cursor` on: its results and the
+/// last result's cursor.
+async fn lookup_resources_page(
+    channel: &Channel,
+    question: &v1::LookupResourcesRequest,
+    limit: u32,
+    cursor: Option<v1::Cursor>,
+) -> Result<(Vec<Found>, Option<v1::Cursor>), (tonic::Code, String)> {
+    let failed = |status: tonic::Status| (status.code(), status.message().to_string());
+    let mut client = v1::permissions_service_client::PermissionsServiceClient::new(channel.clone());
+    let request = v1::LookupResourcesRequest {
+        optional_limit: limit,
+        optional_cursor: cursor,
+        ..question.clone()
+    };
+    let mut stream = client
+        .lookup_resources(authed(request))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let (mut found, mut last) = (Vec::new(), None);
+    while let Some(item) = stream.message().await.map_err(failed)? {
+        found.push(Found {
+            id: item.resource_object_id,
+            permissionship: item.permissionship,
+            missing_context: missing(item.partial_caveat_info),
+            excluded: Vec::new(),
+        });
+        last = item.after_result_cursor;
+    }
+    Ok((found, last))
+}
+
+async fn lookup_resources(
+    channel: &Channel,
+    question: &v1::LookupResourcesRequest,
+    cursor: Option<v1::Cursor>,
+) -> Lookup {
+    lookup_resources_page(channel, question, 0, cursor)
+        .await
+        .map(|(found, _)| found)
+}
+
+/// Every page of `limit` results, page `k` asked of node `k mod n` with
+/// page `k - 1`'s cursor.
+async fn lookup_resources_paged(
+    channels: &[Channel],
+    question: &v1::LookupResourcesRequest,
+    limit: u32,
+) -> Lookup {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for page in 0.. {
+        let channel = &channels[page % channels.len()];
+        let (found, last) = lookup_resources_page(channel, question, limit, cursor).await?;
+        let full = found.len() == limit as usize;
+        all.extend(found);
+        if !full {
+            break;
+        }
+        cursor = last;
+    }
+    Ok(all)
+}
+
+async fn lookup_subjects(channel: &Channel, question: &v1::LookupSubjectsRequest) -> Lookup {
+    let failed = |status: tonic::Status| (status.code(), status.message().to_string());
+    let mut client = v1::permissions_service_client::PermissionsServiceClient::new(channel.clone());
+    let mut stream = client
+        .lookup_subjects(authed(question.clone()))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let mut found = Vec::new();
+    while let Some(item) = stream.message().await.map_err(failed)? {
+        let subject = item.subject.unwrap_or_default();
+        found.push(Found {
+            id: subject.subject_object_id,
+            permissionship: subject.permissionship,
+            missing_context: missing(subject.partial_caveat_info),
+            excluded: item
+                .excluded_subjects
+                .into_iter()
+                .map(|e| (e.subject_object_id, e.permissionship))
+                .collect(),
+        });
+    }
+    Ok(found)
+}
+
+/// Lookup read steps the nodes sent to one another and got answered.
+fn reads_answered_by_peers(cluster: &[Running], addrs: &[String]) -> u64 {
+    cluster
+        .iter()
+        .flat_map(|node| {
+            addrs
+                .iter()
+                .filter_map(|a| node.remote.reads_answered_by(a))
+        })
+        .sum()
 }
 
 /// Runs every file through `run_file` and asserts nothing disagreed.
@@ -416,11 +674,13 @@ async fn run_files(label: &str, files: &[std::path::PathBuf]) -> ClusterRun {
         run_file(path, &mut run).await;
     }
     println!(
-        "{label}: {} files × 3 nodes: {} answers compared with one node's, {} assertions held, {} subproblems answered by a peer, in {:.1?}",
+        "{label}: {} files × 3 nodes: {} answers compared with one node's, {} assertions held, {} subproblems answered by a peer; {} lookups compared, {} lookup reads answered by a peer; in {:.1?}",
         run.files,
         run.compared,
         run.assertions,
         run.peer_answers,
+        run.lookups,
+        run.peer_reads,
         started.elapsed()
     );
     assert!(
@@ -437,6 +697,10 @@ async fn run_files(label: &str, files: &[std::path::PathBuf]) -> ClusterRun {
     assert!(
         run.peer_answers > 0,
         "the ring never sent a subproblem to a peer"
+    );
+    assert!(
+        run.peer_reads > 0,
+        "the ring never sent a lookup's read to a peer"
     );
     run
 }
@@ -494,8 +758,12 @@ async fn load(services: &Services<MemoryDatastore>) {
 }
 
 /// Check number `n`: a document and a user, who may view it unless the
-/// user is `nobody` (every seventh check).
+/// user is `nobody` (every seventh check); every fifth is followed by a
+/// LookupResources and a LookupSubjects, whose reads the ring routes too.
 async fn check(services: &Services<MemoryDatastore>, n: usize) -> Result<(), String> {
+    if n % 5 == 4 {
+        lookups(services, n).await?;
+    }
     let user = if n % 7 == 6 {
         "nobody".to_string()
     } else {
@@ -517,6 +785,56 @@ async fn check(services: &Services<MemoryDatastore>, n: usize) -> Result<(), Str
         Ok(outcome) => Err(format!("check {n}: {:?}", outcome.permissionship)),
         Err(e) => Err(format!("check {n}: {e}")),
     }
+}
+
+/// The documents user `u{n mod 6}` views (all 40) and the users who view
+/// document `d{n mod 40}` (all 6), both exactly.
+async fn lookups(services: &Services<MemoryDatastore>, n: usize) -> Result<(), String> {
+    use futures::StreamExt as _;
+    let params = LookupResourcesParams {
+        resource_type: "document".into(),
+        permission: "view".into(),
+        subject: SubjectRef::object("user", format!("u{}", n % 6)),
+        context: Default::default(),
+        limit: None,
+        cursor: None,
+    };
+    let (_, stream) = services
+        .lookup_resources(params, Consistency::FullyConsistent)
+        .await
+        .map_err(|e| format!("lookup resources {n}: {e}"))?;
+    let found: Vec<_> = stream.collect().await;
+    let mut documents = Vec::new();
+    for item in found {
+        documents.push(item.map_err(|e| format!("lookup resources {n}: {e}"))?.id);
+    }
+    documents.sort();
+    let mut expected: Vec<String> = (0..40).map(|d| format!("d{d}")).collect();
+    expected.sort();
+    if documents != expected {
+        return Err(format!("lookup resources {n}: {documents:?}"));
+    }
+    let params = LookupSubjectsParams {
+        resource: ObjectRef::new("document", format!("d{}", n % 40)),
+        permission: "view".into(),
+        subject_type: "user".into(),
+        subject_relation: String::new(),
+        context: Default::default(),
+        include_wildcard: true,
+        limit: None,
+        cursor: None,
+    };
+    let (_, subjects) = services
+        .lookup_subjects(params, Consistency::FullyConsistent)
+        .await
+        .map_err(|e| format!("lookup subjects {n}: {e}"))?;
+    let mut users: Vec<String> = subjects.into_iter().map(|s| s.id).collect();
+    users.sort();
+    let expected: Vec<String> = (0..6).map(|u| format!("u{u}")).collect();
+    if users != expected {
+        return Err(format!("lookup subjects {n}: {users:?}"));
+    }
+    Ok(())
 }
 
 /// A node whose peer server the test starts and stops by itself.
@@ -616,7 +934,7 @@ async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> boo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn checks_survive_a_peer_going_down_and_it_rejoins() {
+async fn checks_and_lookups_survive_a_peer_going_down_and_it_rejoins() {
     let (mut members, addrs) = members().await;
     let victim = addrs[2].clone();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -642,6 +960,16 @@ async fn checks_survive_a_peer_going_down_and_it_rejoins() {
     assert!(
         eventually(Duration::from_secs(10), || answered(&members) > 0).await,
         "node 2 never answered before the outage"
+    );
+    let reads = |members: &[Member]| -> u64 {
+        members[..2]
+            .iter()
+            .map(|m| m.remote().reads_answered_by(&victim).unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || reads(&members) > 0).await,
+        "node 2 never answered a lookup's read before the outage"
     );
 
     members[2].stop_serving().await;
@@ -682,7 +1010,7 @@ async fn checks_survive_a_peer_going_down_and_it_rejoins() {
     }
     let failures = failures.lock().expect("not poisoned");
     println!(
-        "{} checks on nodes 0 and 1, {} failed",
+        "{} checks (a fifth of them with two lookups) on nodes 0 and 1, {} failed",
         checks.load(Ordering::Relaxed),
         failures.len()
     );

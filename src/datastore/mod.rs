@@ -166,7 +166,7 @@ impl Page {
 
 /// Where a read should start in the reverse (by subject) index: subject
 /// type, id and relation first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReverseQuery {
     pub subject_type: String,
     /// Several ids at once (the engine batches).

@@ -2,7 +2,9 @@
 //! a bounded in-memory cache (moka) when the same question was answered at
 //! the same revision with no more depth than the request has left, and
 //! otherwise asks the dispatcher behind it and keeps successful answers.
-//! Keys are `keys::CheckKey`; costs are estimated bytes (`cost`).
+//! The lookups' read steps are cached beside the checks, under the same
+//! budget and the same rule (one revision, nothing that expires). Keys are
+//! `keys::CacheKey`; costs are estimated bytes (`cost`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,22 @@ use std::time::Duration;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use super::keys::CheckKey;
-use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, cost, metrics};
+use super::keys::{CacheKey, CheckKey};
+use super::{
+    BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, ReadRequest, ReadResult, cost,
+    metrics,
+};
 
-/// Answers stored by subproblem. The value is an `Arc` because moka hands
-/// out clones of values: one reference count instead of a map copy.
-type AnswerCache = Cache<CheckKey, Arc<CheckResult>, foldhash::quality::RandomState>;
+/// A cached answer. Both kinds are reference-counted because moka hands out
+/// clones of values: one count instead of a copy of the map or list.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Check(Arc<CheckResult>),
+    Read(ReadResult),
+}
+
+/// Answers stored by subproblem.
+type AnswerCache = Cache<CacheKey, Cached, foldhash::quality::RandomState>;
 
 /// A dispatcher that remembers answers in front of another.
 pub struct CachingDispatcher {
@@ -39,17 +51,22 @@ impl CachingDispatcher {
     /// A cached answer good for a request with `depth_remaining` left: one
     /// that needed no more depth than that (a shallower request could not
     /// have computed an answer that needed more).
-    fn lookup(&self, key: &CheckKey, depth_remaining: u32) -> Option<Arc<CheckResult>> {
-        self.cache
-            .get(key)
-            .filter(|cached| cached.depth_required <= depth_remaining)
+    fn lookup(&self, key: CheckKey, depth_remaining: u32) -> (CacheKey, Option<Arc<CheckResult>>) {
+        let key = CacheKey::Check(key);
+        let found = match self.cache.get(&key) {
+            Some(Cached::Check(cached)) if cached.depth_required <= depth_remaining => Some(cached),
+            _ => None,
+        };
+        (key, found)
     }
 
     /// Keeps a successful answer, replacing any entry for the key (which,
-    /// on this path, needed more depth than this request had).
-    fn remember(&self, key: CheckKey, result: &CheckResult) {
-        if cacheable(result) {
-            let entry = Arc::new(result.clone());
+    /// on this path, needed more depth than this request had). Answers that
+    /// read a relationship with an expiration may change at the same
+    /// revision once it passes (expiry is judged by the datastore's clock,
+    /// which this layer does not see), so they are recomputed every time.
+    fn remember(&self, key: CacheKey, entry: Cached, expires_at: Option<std::time::SystemTime>) {
+        if expires_at.is_none() {
             metrics::cache_added(cost::entry_cost(&key, &entry));
             self.cache.insert(key, entry);
         }
@@ -66,25 +83,32 @@ impl CachingDispatcher {
 impl Dispatcher for CachingDispatcher {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
         Box::pin(async move {
-            let key = CheckKey::of(&request);
-            if let Some(cached) = self.lookup(&key, request.depth_remaining) {
-                metrics::cache_hit();
+            let (key, cached) = self.lookup(CheckKey::of(&request), request.depth_remaining);
+            if let Some(cached) = cached {
+                metrics::cache_hit("check");
                 return Ok(served_from_cache(&cached));
             }
-            metrics::cache_miss();
+            metrics::cache_miss("check");
             let result = self.inner.check(request).await?;
-            self.remember(key, &result);
+            let expires_at = result.expires_at;
+            self.remember(key, Cached::Check(Arc::new(result.clone())), expires_at);
             Ok(result)
         })
     }
-}
 
-/// Whether an answer may be reused. Answers that read a relationship with
-/// an expiration may change at the same revision once it passes (expiry is
-/// judged by the datastore's clock, which this layer does not see), so
-/// they are recomputed every time.
-fn cacheable(result: &CheckResult) -> bool {
-    result.expires_at.is_none()
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        Box::pin(async move {
+            let key = CacheKey::Read(request.clone());
+            if let Some(Cached::Read(cached)) = self.cache.get(&key) {
+                metrics::cache_hit("read");
+                return Ok(cached);
+            }
+            metrics::cache_miss("read");
+            let result = self.inner.read(request).await?;
+            self.remember(key, Cached::Read(result.clone()), result.expires_at);
+            Ok(result)
+        })
+    }
 }
 
 /// A cached answer as the caller sees it: nothing was computed for it, so
@@ -104,7 +128,7 @@ fn served_from_cache(cached: &CheckResult) -> CheckResult {
 
 /// Counts entries that left for lack of room or of time; replaced and
 /// explicitly removed ones are not evictions.
-fn record_eviction(key: Arc<CheckKey>, value: Arc<CheckResult>, cause: RemovalCause) {
+fn record_eviction(key: Arc<CacheKey>, value: Cached, cause: RemovalCause) {
     let reason = match cause {
         RemovalCause::Size => "size",
         RemovalCause::Expired => "expired",

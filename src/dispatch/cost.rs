@@ -1,12 +1,14 @@
 //! What a cached answer costs: an estimate of the bytes a `CheckResult`
 //! occupies (its struct, its membership map and the caveat expressions in
-//! it), so the cache's budget is in real bytes rather than entries.
+//! it), or a read step's relationships, so the cache's budget is in real
+//! bytes rather than entries.
 
-use std::mem::size_of;
-use std::sync::Arc;
-
-use super::CheckResult;
+use super::caching::Cached;
+use super::keys::CacheKey;
+use super::{CheckResult, ReadResult};
 use crate::graph::{CaveatExpr, Membership};
+use crate::model::{ContextualizedCaveat, Relationship};
+use std::mem::size_of;
 
 /// Bytes the cache spends per entry besides key and value: its own node,
 /// the `Arc`s around key and value, and the hash table slot. An estimate of
@@ -27,6 +29,37 @@ pub fn result_bytes(result: &CheckResult) -> usize {
     arc + slots + entries
 }
 
+/// Estimated bytes of a read step's relationships, in their shared list.
+pub fn read_bytes(result: &ReadResult) -> usize {
+    let arc = 2 * size_of::<usize>() + size_of::<ReadResult>();
+    arc + result
+        .relationships
+        .iter()
+        .map(relationship_bytes)
+        .sum::<usize>()
+}
+
+fn relationship_bytes(rel: &Relationship) -> usize {
+    size_of::<Relationship>()
+        + rel.resource.object_type.capacity()
+        + rel.resource.object_id.capacity()
+        + rel.relation.capacity()
+        + rel.subject.object.object_type.capacity()
+        + rel.subject.object.object_id.capacity()
+        + rel.subject.relation.capacity()
+        + rel.caveat.as_ref().map_or(0, caveat_bytes)
+}
+
+/// Heap bytes of a caveat's name and context.
+fn caveat_bytes(caveat: &ContextualizedCaveat) -> usize {
+    caveat.name.capacity()
+        + caveat
+            .context
+            .iter()
+            .map(|(k, v)| json_entry_bytes(k, v))
+            .sum::<usize>()
+}
+
 /// Heap bytes of a membership beyond its own slot.
 fn membership_bytes(membership: &Membership) -> usize {
     match membership {
@@ -38,14 +71,7 @@ fn membership_bytes(membership: &Membership) -> usize {
 /// Heap bytes of a caveat expression beyond its own slot.
 fn expr_bytes(expr: &CaveatExpr) -> usize {
     match expr {
-        CaveatExpr::Caveat(caveat) => {
-            caveat.name.capacity()
-                + caveat
-                    .context
-                    .iter()
-                    .map(|(k, v)| json_entry_bytes(k, v))
-                    .sum::<usize>()
-        }
+        CaveatExpr::Caveat(caveat) => caveat_bytes(caveat),
         CaveatExpr::And(items) | CaveatExpr::Or(items) => {
             items.capacity() * size_of::<CaveatExpr>() + items.iter().map(expr_bytes).sum::<usize>()
         }
@@ -73,15 +99,19 @@ fn json_bytes(value: &serde_json::Value) -> usize {
 
 /// The cost moka weighs an entry at: key, answer and bookkeeping, in bytes
 /// (saturating at the weigher's `u32`).
-pub fn entry_cost(key: &super::keys::CheckKey, value: &Arc<CheckResult>) -> u32 {
-    let bytes = key.size_in_bytes() + result_bytes(value) + ENTRY_OVERHEAD;
+pub fn entry_cost(key: &CacheKey, value: &Cached) -> u32 {
+    let value = match value {
+        Cached::Check(result) => result_bytes(result),
+        Cached::Read(result) => read_bytes(result),
+    };
+    let bytes = key.size_in_bytes() + value + ENTRY_OVERHEAD;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContextualizedCaveat;
+    use crate::model::parse_relationship;
 
     fn result(memberships: Vec<(&str, Membership)>) -> CheckResult {
         CheckResult {
@@ -117,5 +147,15 @@ mod tests {
         let plain = result_bytes(&result(vec![("doc", caveat(serde_json::Map::new()))]));
         let with_context = result_bytes(&result(vec![("doc", caveat(context))]));
         assert!(with_context >= plain + 300);
+    }
+
+    #[test]
+    fn read_steps_cost_their_relationships() {
+        let rel = |text| parse_relationship(text).expect("valid");
+        let one = ReadResult::sorted(vec![rel("document:a#viewer@user:b")]);
+        let long = format!("document:{}#viewer@user:b", "d".repeat(500));
+        let two = ReadResult::sorted(vec![rel("document:a#viewer@user:b"), rel(&long)]);
+        assert!(read_bytes(&one) > read_bytes(&ReadResult::default()));
+        assert!(read_bytes(&two) >= read_bytes(&one) + 500 + size_of::<Relationship>());
     }
 }

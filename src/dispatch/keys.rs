@@ -1,14 +1,15 @@
-//! The identities of a check subproblem: the cache key (what was asked, at
+//! The identities of a subproblem: the cache key (what was asked, at
 //! which revision, without the depth budget), the singleflight key (the
 //! cache key plus the depth budget) and the routing key (which peer owns
 //! it), kept apart: the routing key leaves out what need not decide the
 //! owner (the results setting), so both settings of one question meet in
-//! the same node's cache.
+//! the same node's cache. A lookup's read step is its own key in both the
+//! cache and the ring (`read::ReadRequest` is already canonical).
 
 use std::hash::{Hash, Hasher};
 use std::mem::size_of;
 
-use super::{CheckRequest, ResultsSetting};
+use super::{CheckRequest, ReadRequest, ResultsSetting};
 use crate::model::{Revision, SubjectRef};
 
 /// A check subproblem without its depth budget: two requests with equal
@@ -58,6 +59,23 @@ impl CheckKey {
     }
 }
 
+/// What the dispatch cache holds answers by: checks and read steps share
+/// one cache and one budget.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    Check(CheckKey),
+    Read(ReadRequest),
+}
+
+impl CacheKey {
+    pub fn size_in_bytes(&self) -> usize {
+        match self {
+            CacheKey::Check(key) => key.size_in_bytes(),
+            CacheKey::Read(request) => request.size_in_bytes(),
+        }
+    }
+}
+
 /// A subproblem in flight: its cache key and its depth budget. Requests
 /// share a computation only at equal depth (see `singleflight` for why
 /// that rules out deadlock).
@@ -76,18 +94,22 @@ impl FlightKey {
     }
 }
 
-/// What decides which peer owns a subproblem: resource type, relation,
-/// sorted ids, subject and revision. The revision is in it so ownership
-/// reshuffles each quantization window rather than pinning one hot
-/// subproblem to one node for ever.
+/// What decides which peer owns a subproblem. For a check: resource type,
+/// relation, sorted ids, subject and revision. The revision is in it so
+/// ownership reshuffles each quantization window rather than pinning one
+/// hot subproblem to one node for ever. For a read step: the whole
+/// (canonical) request, revision included for the same reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutingKey<'a> {
-    resource_type: &'a str,
-    relation: &'a str,
-    /// Sorted, deduplicated: the owner does not depend on the ids' order.
-    resource_ids: Vec<&'a str>,
-    subject: &'a SubjectRef,
-    revision: Revision,
+pub enum RoutingKey<'a> {
+    Check {
+        resource_type: &'a str,
+        relation: &'a str,
+        /// Sorted, deduplicated: the owner does not depend on the ids' order.
+        resource_ids: Vec<&'a str>,
+        subject: &'a SubjectRef,
+        revision: Revision,
+    },
+    Read(&'a ReadRequest),
 }
 
 impl<'a> RoutingKey<'a> {
@@ -95,7 +117,7 @@ impl<'a> RoutingKey<'a> {
         let mut resource_ids: Vec<&str> = request.resource_ids.iter().map(String::as_str).collect();
         resource_ids.sort_unstable();
         resource_ids.dedup();
-        Self {
+        RoutingKey::Check {
             resource_type: &request.resource_type,
             relation: &request.relation,
             resource_ids,
@@ -103,18 +125,37 @@ impl<'a> RoutingKey<'a> {
             revision: request.revision,
         }
     }
+
+    pub fn of_read(request: &'a ReadRequest) -> Self {
+        RoutingKey::Read(request)
+    }
 }
 
 impl Hash for RoutingKey<'_> {
     /// Field by field with separators, so `("ab", "c")` and `("a", "bc")`
     /// hash apart. The ring's hasher is fixed (SipHash with zero keys), so
-    /// every node computes the same owner.
+    /// every node computes the same owner. A check hashes exactly as it
+    /// did before read steps existed, so check ownership did not move.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.resource_type.hash(state);
-        self.relation.hash(state);
-        self.resource_ids.hash(state);
-        self.subject.hash(state);
-        self.revision.hash(state);
+        match self {
+            RoutingKey::Check {
+                resource_type,
+                relation,
+                resource_ids,
+                subject,
+                revision,
+            } => {
+                resource_type.hash(state);
+                relation.hash(state);
+                resource_ids.hash(state);
+                subject.hash(state);
+                revision.hash(state);
+            }
+            RoutingKey::Read(request) => {
+                "read".hash(state);
+                request.hash(state);
+            }
+        }
     }
 }
 

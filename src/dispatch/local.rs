@@ -1,11 +1,14 @@
 //! The local dispatcher: evaluates a subproblem in this process against a
 //! snapshot of the datastore, sending its own subproblems back to the head
-//! of the dispatcher chain (itself when standalone; a cache later).
+//! of the dispatcher chain (itself when standalone; a cache later), and
+//! answers the lookups' read steps from the same datastore.
 
 use std::sync::{Arc, Weak};
 
 use super::stack::GrowStack;
-use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher};
+use super::{
+    BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, ReadRequest, ReadResult,
+};
 use crate::datastore::Datastore;
 use crate::datastore::schema_cache::{SchemaCache, SchemaLoadError};
 use crate::graph;
@@ -56,5 +59,12 @@ impl<D: Datastore> Dispatcher for LocalDispatcher<D> {
             })?;
             graph::check::check(&reader, &schema, head.as_ref(), &request).await
         })))
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        Box::pin(async move {
+            let reader = self.datastore.snapshot(request.revision());
+            Ok(super::read::evaluate(&reader, request.query()).await?)
+        })
     }
 }

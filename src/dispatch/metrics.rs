@@ -5,9 +5,10 @@
 //! `spicedb_dispatch_single_flight_total{shared="true"}`); and, in a
 //! cluster, where routed subproblems went and which peers are down.
 
-/// Counter of check subproblems answered from the cache.
+/// Counter of subproblems answered from the cache, by `kind` (`check`, or
+/// `read` for a lookup's read step).
 pub const CACHE_HITS_TOTAL: &str = "trellis_dispatch_cache_hits_total";
-/// Counter of check subproblems the cache could not answer.
+/// Counter of subproblems the cache could not answer, by `kind`.
 pub const CACHE_MISSES_TOTAL: &str = "trellis_dispatch_cache_misses_total";
 /// Counter of entries removed to make room or because they expired.
 pub const CACHE_EVICTIONS_TOTAL: &str = "trellis_dispatch_cache_evictions_total";
@@ -19,7 +20,8 @@ pub const CACHE_COST_EVICTED_BYTES: &str = "trellis_dispatch_cache_cost_evicted_
 /// joined another's computation.
 pub const SINGLEFLIGHT_TOTAL: &str = "trellis_dispatch_singleflight_total";
 
-/// Counter of subproblems the remote dispatcher routed, by `outcome`:
+/// Counter of subproblems the remote dispatcher routed, by `kind` (`check`,
+/// `read`) and `outcome`:
 /// `local` (owned here, or owner down), `peer` (answered by the owner),
 /// `failover` (the owner failed; evaluated here).
 pub const REMOTE_DISPATCH_TOTAL: &str = "trellis_dispatch_remote_total";
@@ -36,7 +38,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         REMOTE_DISPATCH_TOTAL,
-        "Check subproblems routed by the hashring, by outcome (local, peer, failover)."
+        "Subproblems routed by the hashring, by kind (check, read) and outcome (local, peer, failover)."
     );
     metrics::describe_gauge!(
         PEER_DOWN,
@@ -44,11 +46,11 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         CACHE_HITS_TOTAL,
-        "Check subproblems answered from the dispatch cache."
+        "Subproblems answered from the dispatch cache, by kind (check, or a lookup's read step)."
     );
     metrics::describe_counter!(
         CACHE_MISSES_TOTAL,
-        "Check subproblems the dispatch cache could not answer (absent, or computed with less depth than the request needs)."
+        "Subproblems the dispatch cache could not answer (absent, or computed with less depth than the request needs), by kind (check, read)."
     );
     metrics::describe_counter!(
         CACHE_EVICTIONS_TOTAL,
@@ -70,12 +72,14 @@ pub fn describe() {
     );
 }
 
-pub(super) fn cache_hit() {
-    metrics::counter!(CACHE_HITS_TOTAL).increment(1);
+/// A subproblem of `kind` (`check`, or a lookup's `read` step) answered
+/// from the cache.
+pub(super) fn cache_hit(kind: &'static str) {
+    metrics::counter!(CACHE_HITS_TOTAL, "kind" => kind).increment(1);
 }
 
-pub(super) fn cache_miss() {
-    metrics::counter!(CACHE_MISSES_TOTAL).increment(1);
+pub(super) fn cache_miss(kind: &'static str) {
+    metrics::counter!(CACHE_MISSES_TOTAL, "kind" => kind).increment(1);
 }
 
 pub(super) fn cache_added(bytes: u32) {
@@ -94,9 +98,9 @@ pub(super) fn singleflight(shared: bool) {
     metrics::counter!(SINGLEFLIGHT_TOTAL, "shared" => shared).increment(1);
 }
 
-/// One routed subproblem and where it was answered.
-pub(super) fn remote_dispatch(outcome: &'static str) {
-    metrics::counter!(REMOTE_DISPATCH_TOTAL, "outcome" => outcome).increment(1);
+/// One routed subproblem of `kind` and where it was answered.
+pub(super) fn remote_dispatch(kind: &'static str, outcome: &'static str) {
+    metrics::counter!(REMOTE_DISPATCH_TOTAL, "kind" => kind, "outcome" => outcome).increment(1);
 }
 
 /// A peer went down (`true`) or came back.

@@ -6,7 +6,9 @@
 //! debug trace is asked for) → `caching` → `singleflight` → `local`, with
 //! local's subproblems re-entering at the cache; in a cluster `remote`
 //! stands before `local` and routes each subproblem to its owner on a
-//! consistent hashring of peers, whose `server` answers it.
+//! consistent hashring of peers, whose `server` answers it. The lookups'
+//! relationship reads (`read`) cross the same chain as a second kind of
+//! subproblem, so they are cached and routed to their owners too.
 
 pub mod builder;
 pub mod caching;
@@ -14,6 +16,7 @@ pub mod cost;
 pub mod keys;
 pub mod local;
 pub mod metrics;
+pub mod read;
 pub mod remote;
 pub mod server;
 pub mod settings;
@@ -28,6 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::SystemTime;
 
+pub use self::read::{ReadQuery, ReadRequest, ReadResult};
 use crate::graph::Membership;
 use crate::model::{Revision, SubjectRef};
 
@@ -123,4 +127,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// `remote::RemoteDispatcher` (routes to the owning peer).
 pub trait Dispatcher: Send + Sync {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>>;
+
+    /// One of a lookup walk's relationship reads (see `read`).
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>>;
 }

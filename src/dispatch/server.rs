@@ -1,4 +1,5 @@
-//! The peer server: answers check subproblems other nodes route here over
+//! The peer server: answers check subproblems and lookup read steps other
+//! nodes route here over
 //! `trellis.dispatch.v1`, on the dispatch port only (never the public
 //! one), behind the cluster's preshared key (checked in constant time by
 //! `api::auth`). Each subproblem runs through this node's serving chain
@@ -30,6 +31,27 @@ impl proto::dispatch_service_server::DispatchService for PeerService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let outcome = self.dispatcher.check(request).await;
         Ok(Response::new(convert::encode_outcome(&outcome)))
+    }
+
+    type DispatchReadStream = futures::stream::Iter<
+        std::iter::Map<
+            std::vec::IntoIter<proto::DispatchReadResponse>,
+            fn(proto::DispatchReadResponse) -> Result<proto::DispatchReadResponse, Status>,
+        >,
+    >;
+
+    async fn dispatch_read(
+        &self,
+        request: Request<proto::DispatchReadRequest>,
+    ) -> Result<Response<Self::DispatchReadStream>, Status> {
+        let request = convert::decode_read_request(request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let outcome = self.dispatcher.read(request).await;
+        let messages = convert::encode_read_outcome(&outcome);
+        let ok: fn(proto::DispatchReadResponse) -> Result<proto::DispatchReadResponse, Status> = Ok;
+        Ok(Response::new(futures::stream::iter(
+            messages.into_iter().map(ok),
+        )))
     }
 }
 

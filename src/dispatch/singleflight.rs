@@ -34,7 +34,10 @@ use futures::FutureExt as _;
 use futures::future::{Shared, WeakShared};
 
 use super::keys::FlightKey;
-use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, metrics, trace};
+use super::{
+    BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, ReadRequest, ReadResult, metrics,
+    trace,
+};
 
 /// Computations in flight by key (foldhash: see the dispatch cache).
 type Flights = HashMap<FlightKey, InFlight, foldhash::quality::RandomState>;
@@ -128,6 +131,13 @@ impl Dispatcher for SingleflightDispatcher {
             finished: false,
         };
         Box::pin(async move { waiter.wait().await })
+    }
+
+    /// Reads pass through: a lookup walk issues each of its reads once, and
+    /// two lookups meeting on the same read at the same moment is rare
+    /// enough that the cache, not a shared flight, is what serves repeats.
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        self.inner.read(request)
     }
 }
 

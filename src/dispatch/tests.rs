@@ -80,6 +80,31 @@ impl Dispatcher for Scripted {
             })
         })
     }
+
+    /// One relationship per subject id asked for.
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(CheckError::NoSchema);
+            }
+            let ReadQuery::BySubject(query) = request.query() else {
+                return Ok(ReadResult::default());
+            };
+            let relationships = query
+                .subject_ids
+                .iter()
+                .map(|id| crate::model::Relationship {
+                    resource: crate::model::ObjectRef::new("document", format!("of-{id}")),
+                    relation: query.resource_relation.clone(),
+                    subject: SubjectRef::object(query.subject_type.clone(), id.clone()),
+                    caveat: None,
+                    expires_at: self.expires_at,
+                })
+                .collect();
+            Ok(ReadResult::sorted(relationships))
+        })
+    }
 }
 
 fn request(revision: u128, depth: u32) -> CheckRequest {
@@ -190,6 +215,59 @@ async fn the_cache_stays_within_its_byte_budget() {
     let held = cache.entry_count();
     // Each entry costs a few hundred bytes: far fewer than 1000 fit.
     assert!(held > 0 && held < 100, "{held} entries held");
+}
+
+fn read_step(revision: u128, ids: &[&str]) -> ReadRequest {
+    ReadRequest::new(
+        ReadQuery::BySubject(crate::datastore::ReverseQuery {
+            subject_type: "user".into(),
+            subject_ids: ids.iter().map(|id| id.to_string()).collect(),
+            subject_relation: Some("...".into()),
+            resource_type: "document".into(),
+            resource_relation: "viewer".into(),
+        }),
+        Revision(revision),
+    )
+}
+
+#[tokio::test]
+async fn a_repeated_read_step_is_served_from_the_cache_at_its_revision_only() {
+    let inner = Arc::new(Scripted::new());
+    let cache = cache_over(&inner);
+    let first = cache.read(read_step(1, &["b", "a"])).await.expect("read");
+    assert_eq!(first.relationships.len(), 2);
+    // The ids in another order ask the same question.
+    let again = cache.read(read_step(1, &["a", "b", "a"])).await;
+    assert_eq!(again.expect("read"), first);
+    assert_eq!(inner.calls(), 1);
+    // A check with the same revision is another entry, not this one.
+    cache.check(request(1, 50)).await.expect("answered");
+    assert_eq!(inner.calls(), 2);
+    cache.read(read_step(2, &["a", "b"])).await.expect("read");
+    assert_eq!(inner.calls(), 3);
+    assert_eq!(cache.entry_count(), 3);
+}
+
+#[tokio::test]
+async fn failed_and_expiring_read_steps_are_not_cached() {
+    for scripted in [
+        Scripted {
+            fail: true,
+            ..Scripted::new()
+        },
+        Scripted {
+            expires_at: Some(SystemTime::UNIX_EPOCH),
+            ..Scripted::new()
+        },
+    ] {
+        let inner = Arc::new(scripted);
+        let cache = cache_over(&inner);
+        for _ in 0..2 {
+            let _ = cache.read(read_step(1, &["a"])).await;
+        }
+        assert_eq!(inner.calls(), 2);
+        assert_eq!(cache.entry_count(), 0);
+    }
 }
 
 // Singleflight.

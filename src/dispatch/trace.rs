@@ -14,7 +14,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher};
+use super::{
+    BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, ReadRequest, ReadResult,
+};
 
 tokio::task_local! {
     /// The node that subproblems dispatched from the current future belong
@@ -105,5 +107,10 @@ impl Dispatcher for TracingDispatcher {
             });
             outcome
         })
+    }
+
+    /// Traces are of checks; a lookup's reads pass through.
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        self.inner.read(request)
     }
 }

@@ -11,6 +11,12 @@
 //! caveat is a candidate: a check (through the dispatcher) decides it,
 //! once per level of the walk, in batches.
 //!
+//! Its reads go through the dispatcher as read steps (`dispatch::read`),
+//! one per edge and chunk of at most 100 ids, awaited one at a time in the
+//! walk's fixed order: a step's answer is sorted wherever it is computed,
+//! so in a cluster the owner of each step answers (and caches) it without
+//! changing the order results come out in.
+//!
 //! Every `type:id#relation` is visited once (twice if a certain path turns
 //! up after an uncertain one), so cyclic data ends the walk instead of
 //! exhausting a depth limit. Results come out in one order for a given
@@ -20,8 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio::sync::mpsc;
 
-use crate::datastore::{Page, Reader, ReverseQuery};
-use crate::dispatch::{CheckError, CheckRequest, Dispatcher, ResultsSetting};
+use crate::datastore::ReverseQuery;
+use crate::dispatch::{
+    CheckError, CheckRequest, Dispatcher, ReadQuery, ReadRequest, ReadResult, ResultsSetting,
+};
 use crate::model::{ContextualizedCaveat, ELLIPSIS, Revision, SubjectRef};
 use crate::schema::CompiledSchema;
 use crate::schema::reachability::{Entrypoint, EntrypointKind, RelationKey};
@@ -78,8 +86,7 @@ type Frontier = BTreeMap<RelationKey, Vec<(String, Reach)>>;
 
 /// Sends every resource the subject can reach to `out`, each once, as it
 /// is found. Stops early, without error, when `out` is closed.
-pub async fn lookup_resources<R: Reader>(
-    reader: &R,
+pub async fn lookup_resources(
     schema: &CompiledSchema,
     dispatcher: &dyn Dispatcher,
     request: &LookupResourcesRequest,
@@ -87,7 +94,6 @@ pub async fn lookup_resources<R: Reader>(
 ) -> Result<(), CheckError> {
     super::resolve_relation(schema, &request.resource_type, &request.permission)?;
     let mut walk = Walk {
-        reader,
         schema,
         dispatcher,
         request,
@@ -102,8 +108,7 @@ pub async fn lookup_resources<R: Reader>(
     walk.run().await
 }
 
-struct Walk<'a, R> {
-    reader: &'a R,
+struct Walk<'a> {
     schema: &'a CompiledSchema,
     dispatcher: &'a dyn Dispatcher,
     request: &'a LookupResourcesRequest,
@@ -118,7 +123,7 @@ struct Walk<'a, R> {
 /// Whether the consumer is still listening.
 type Open = bool;
 
-impl<R: Reader> Walk<'_, R> {
+impl Walk<'_> {
     async fn run(&mut self) -> Result<(), CheckError> {
         let subject = self.request.subject.clone();
         let mut frontier = Frontier::new();
@@ -288,13 +293,13 @@ impl<R: Reader> Walk<'_, R> {
             EntrypointKind::Direct => {
                 let query =
                     reverse_query(key, ids, Some(key.1.clone()), edge, &edge.resource_relation);
-                self.follow_relationships(&query, ids, edge, to, next)
+                self.follow_relationships(query, ids, edge, to, next)
                     .await?;
             }
             EntrypointKind::Arrow { tupleset, .. } => {
                 // An arrow ignores the relation its tupleset's subjects carry.
                 let query = reverse_query(key, ids, None, edge, tupleset);
-                self.follow_relationships(&query, ids, edge, to, next)
+                self.follow_relationships(query, ids, edge, to, next)
                     .await?;
             }
             EntrypointKind::Wildcard if is_object => {
@@ -324,33 +329,34 @@ impl<R: Reader> Walk<'_, R> {
             resource_relation: edge.resource_relation.clone(),
         };
         let to = (edge.resource_type.clone(), edge.resource_relation.clone());
-        let rels = self
-            .reader
-            .query_subjects(&query, &Page::everything_any_order())
-            .await?;
-        for rel in rels {
+        let rels = self.read(query).await?;
+        for rel in rels.relationships.iter() {
             let reached = reach.through(edge, rel.caveat.as_ref());
             self.offer(next, to.clone(), &rel.resource.object_id, reached);
         }
         Ok(())
     }
 
+    /// The relationships `query` names, through the dispatcher (cached, and
+    /// in a cluster answered by the step's owner).
+    async fn read(&self, query: ReverseQuery) -> Result<ReadResult, CheckError> {
+        let step = ReadRequest::new(ReadQuery::BySubject(query), self.request.revision);
+        self.dispatcher.read(step).await
+    }
+
     /// Reads the relationships `query` names and offers their resources,
     /// each reached as surely as its subject was.
     async fn follow_relationships(
         &mut self,
-        query: &ReverseQuery,
+        query: ReverseQuery,
         ids: &[(String, Reach)],
         edge: &Entrypoint,
         to: RelationKey,
         next: &mut Frontier,
     ) -> Result<(), CheckError> {
         let reach_of: HashMap<&str, Reach> = ids.iter().map(|(id, r)| (id.as_str(), *r)).collect();
-        let rels = self
-            .reader
-            .query_subjects(query, &Page::everything_any_order())
-            .await?;
-        for rel in rels {
+        let rels = self.read(query).await?;
+        for rel in rels.relationships.iter() {
             let Some(&reach) = reach_of.get(rel.subject.object.object_id.as_str()) else {
                 continue;
             };

@@ -5,6 +5,10 @@
 //! arrows (`.any()` unions the targets, `.all()` intersects them), union,
 //! intersection, exclusion, `nil` and `self`.
 //!
+//! Its reads (`resource_type:id#relation`, one per node) go through the
+//! dispatcher as read steps (`dispatch::read`): cached, and in a cluster
+//! answered by each step's owner.
+//!
 //! Within one request every `type:id#relation` is computed once. A
 //! relation that reaches itself again (cyclic data) contributes nothing on
 //! the inner visit, which gives the least fixed point for unions: where
@@ -14,9 +18,8 @@
 
 use std::collections::HashMap;
 
-use crate::datastore::Reader;
-use crate::dispatch::{BoxFuture, CheckError};
-use crate::model::{ELLIPSIS, ObjectRef, SubjectRef};
+use crate::dispatch::{BoxFuture, CheckError, Dispatcher, ReadQuery, ReadRequest, ReadResult};
+use crate::model::{ELLIPSIS, ObjectRef, Revision, SubjectRef};
 use crate::schema::{ArrowFunction, CompiledSchema, RelationBody, Rewrite};
 
 use super::Membership;
@@ -31,20 +34,21 @@ pub struct LookupSubjectsRequest {
     pub subject_type: String,
     /// `...` for plain objects.
     pub subject_relation: String,
+    pub revision: Revision,
     /// Nested relations followed before the walk fails.
     pub max_depth: u32,
 }
 
-/// Answers one LookupSubjects request over `reader`.
-pub async fn lookup_subjects<R: Reader>(
-    reader: &R,
+/// Answers one LookupSubjects request, reading through `dispatcher`.
+pub async fn lookup_subjects(
+    dispatcher: &dyn Dispatcher,
     schema: &CompiledSchema,
     request: &LookupSubjectsRequest,
 ) -> Result<SubjectSet, CheckError> {
     let resource = &request.resource;
     super::resolve_relation(schema, &resource.object_type, &request.relation)?;
     let mut walk = Walk {
-        reader,
+        dispatcher,
         schema,
         request,
         memo: HashMap::new(),
@@ -75,8 +79,8 @@ type Partial = (SubjectSet, usize);
 
 const NO_CUT: usize = usize::MAX;
 
-struct Walk<'a, R> {
-    reader: &'a R,
+struct Walk<'a> {
+    dispatcher: &'a dyn Dispatcher,
     schema: &'a CompiledSchema,
     request: &'a LookupSubjectsRequest,
     memo: HashMap<Node, SubjectSet>,
@@ -86,7 +90,18 @@ struct Walk<'a, R> {
     open: HashMap<Node, usize>,
 }
 
-impl<R: Reader> Walk<'_, R> {
+impl Walk<'_> {
+    /// The relationships of `node`'s object on `relation`, any subject type.
+    async fn read(&self, node: &Node, relation: &str) -> Result<ReadResult, CheckError> {
+        let query = ReadQuery::ByResource {
+            resource_type: node.object_type.clone(),
+            resource_ids: vec![node.object_id.clone()],
+            relation: relation.to_string(),
+        };
+        let step = ReadRequest::new(query, self.request.revision);
+        self.dispatcher.read(step).await
+    }
+
     fn node(&mut self, node: Node, depth: u32) -> BoxFuture<'_, Result<Partial, CheckError>> {
         Box::pin(async move {
             if let Some(done) = self.memo.get(&node) {
@@ -154,13 +169,10 @@ impl<R: Reader> Walk<'_, R> {
     }
 
     async fn direct(&mut self, node: &Node, depth: u32) -> Result<Partial, CheckError> {
-        let rels = self
-            .reader
-            .query_resources(&node.object_type, &[&node.object_id], &node.relation, &[])
-            .await?;
+        let rels = self.read(node, &node.relation).await?;
         let mut set = SubjectSet::new();
         let mut cut = NO_CUT;
-        for rel in rels {
+        for rel in rels.relationships.iter() {
             let subject = &rel.subject;
             let through = Membership::through(rel.caveat.as_ref());
             if self.is_wanted(subject) {
@@ -262,14 +274,11 @@ impl<R: Reader> Walk<'_, R> {
         function: ArrowFunction,
         depth: u32,
     ) -> Result<Partial, CheckError> {
-        let rels = self
-            .reader
-            .query_resources(&node.object_type, &[&node.object_id], tupleset, &[])
-            .await?;
+        let rels = self.read(node, tupleset).await?;
         let mut result: Option<SubjectSet> = None;
         let mut all_through = Membership::Member;
         let mut cut = NO_CUT;
-        for rel in rels {
+        for rel in rels.relationships.iter() {
             let target = &rel.subject.object;
             if self
                 .schema

@@ -106,7 +106,7 @@ impl<D: Datastore> Services<D> {
             })?,
             None => 0,
         };
-        let (reader, schema) = self
+        let (_, schema) = self
             .snapshot_with_schema(revision, &params.resource_type)
             .await?;
         validate_names(
@@ -128,14 +128,8 @@ impl<D: Datastore> Services<D> {
                 max_depth: self.limits.max_depth,
             };
             async move {
-                lookup_resources::lookup_resources(
-                    &reader,
-                    &schema,
-                    dispatcher.as_ref(),
-                    &request,
-                    &tx,
-                )
-                .await
+                lookup_resources::lookup_resources(&schema, dispatcher.as_ref(), &request, &tx)
+                    .await
             }
         });
 
@@ -209,7 +203,7 @@ impl<D: Datastore> Services<D> {
         let (resume, revision) = self
             .resume_position(params.cursor.as_deref(), &fingerprint, consistency)
             .await?;
-        let (reader, schema) = self
+        let (_, schema) = self
             .snapshot_with_schema(revision, &params.resource.object_type)
             .await?;
         let subject = SubjectRef::set(params.subject_type.clone(), "", subject_relation.clone());
@@ -224,9 +218,10 @@ impl<D: Datastore> Services<D> {
             relation: params.permission.clone(),
             subject_type: params.subject_type.clone(),
             subject_relation,
+            revision,
             max_depth: self.limits.max_depth,
         };
-        let set = lookup_subjects::lookup_subjects(&reader, &schema, &request)
+        let set = lookup_subjects::lookup_subjects(self.dispatcher.as_ref(), &schema, &request)
             .await
             .map_err(check_error)?;
         let after = resume.map(|c| c.after);

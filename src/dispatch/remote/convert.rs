@@ -1,16 +1,22 @@
 //! Conversions between the dispatch types (`CheckRequest`, `CheckResult`,
-//! `CheckError`, `graph::Membership`) and the peer protocol's messages, both
-//! ways. Decoding is fallible: a peer's bytes are network data, so every
+//! `CheckError`, `graph::Membership`, and the read steps' `ReadRequest` and
+//! `ReadResult`) and the peer protocol's messages, both ways. Decoding is fallible: a peer's bytes are network data, so every
 //! malformed field is a `DecodeError` naming it, never a panic.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::proto;
-use crate::datastore::DatastoreError;
-use crate::dispatch::{CheckError, CheckRequest, CheckResult, ResultsSetting};
+use crate::datastore::{DatastoreError, ReverseQuery};
+use crate::dispatch::{
+    CheckError, CheckRequest, CheckResult, ReadQuery, ReadRequest, ReadResult, ResultsSetting,
+};
 use crate::graph::{CaveatExpr, Membership};
-use crate::model::{ContextualizedCaveat, ObjectRef, Revision, SubjectRef};
+use crate::model::{ContextualizedCaveat, ObjectRef, Relationship, Revision, SubjectRef};
+
+/// Relationships per message of a read's answer: about 100 KB at typical
+/// id lengths, well under any message size limit.
+pub const READ_CHUNK: usize = 1000;
 
 /// A peer message that does not describe a valid subproblem or answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,11 +34,7 @@ pub fn encode_request(request: &CheckRequest) -> proto::DispatchCheckRequest {
         resource_type: request.resource_type.clone(),
         resource_ids: request.resource_ids.clone(),
         relation: request.relation.clone(),
-        subject: Some(proto::Subject {
-            object_type: request.subject.object.object_type.clone(),
-            object_id: request.subject.object.object_id.clone(),
-            relation: request.subject.relation.clone(),
-        }),
+        subject: Some(encode_subject(&request.subject)),
         revision: request.revision.0.to_string(),
         depth_remaining: request.depth_remaining,
         results_setting: encode_setting(request.results_setting) as i32,
@@ -43,23 +45,160 @@ pub fn decode_request(message: proto::DispatchCheckRequest) -> Result<CheckReque
     let subject = message
         .subject
         .ok_or_else(|| malformed("missing subject"))?;
-    let revision = message
-        .revision
-        .parse::<u128>()
-        .map_err(|_| malformed(format!("invalid revision `{}`", message.revision)))?;
+    let revision = decode_revision(&message.revision)?;
     let setting = proto::ResultsSetting::try_from(message.results_setting)
         .map_err(|_| malformed("unknown results_setting"))?;
     Ok(CheckRequest {
         resource_type: message.resource_type,
         resource_ids: message.resource_ids,
         relation: message.relation,
-        subject: SubjectRef {
-            object: ObjectRef::new(subject.object_type, subject.object_id),
-            relation: subject.relation,
-        },
-        revision: Revision(revision),
+        subject: decode_subject(subject),
+        revision,
         depth_remaining: message.depth_remaining,
         results_setting: decode_setting(setting)?,
+    })
+}
+
+fn decode_revision(text: &str) -> Result<Revision, DecodeError> {
+    text.parse::<u128>()
+        .map(Revision)
+        .map_err(|_| malformed(format!("invalid revision `{text}`")))
+}
+
+fn encode_subject(subject: &SubjectRef) -> proto::Subject {
+    proto::Subject {
+        object_type: subject.object.object_type.clone(),
+        object_id: subject.object.object_id.clone(),
+        relation: subject.relation.clone(),
+    }
+}
+
+fn decode_subject(subject: proto::Subject) -> SubjectRef {
+    SubjectRef {
+        object: ObjectRef::new(subject.object_type, subject.object_id),
+        relation: subject.relation,
+    }
+}
+
+pub fn encode_read_request(request: &ReadRequest) -> proto::DispatchReadRequest {
+    use proto::dispatch_read_request::Query;
+    let query = match request.query() {
+        ReadQuery::BySubject(q) => Query::BySubject(proto::BySubject {
+            subject_type: q.subject_type.clone(),
+            subject_ids: q.subject_ids.clone(),
+            subject_relation: q.subject_relation.clone(),
+            resource_type: q.resource_type.clone(),
+            resource_relation: q.resource_relation.clone(),
+        }),
+        ReadQuery::ByResource {
+            resource_type,
+            resource_ids,
+            relation,
+        } => Query::ByResource(proto::ByResource {
+            resource_type: resource_type.clone(),
+            resource_ids: resource_ids.clone(),
+            relation: relation.clone(),
+        }),
+    };
+    proto::DispatchReadRequest {
+        query: Some(query),
+        revision: request.revision().0.to_string(),
+    }
+}
+
+pub fn decode_read_request(
+    message: proto::DispatchReadRequest,
+) -> Result<ReadRequest, DecodeError> {
+    use proto::dispatch_read_request::Query;
+    let query = match message.query {
+        Some(Query::BySubject(q)) => ReadQuery::BySubject(ReverseQuery {
+            subject_type: q.subject_type,
+            subject_ids: q.subject_ids,
+            subject_relation: q.subject_relation,
+            resource_type: q.resource_type,
+            resource_relation: q.resource_relation,
+        }),
+        Some(Query::ByResource(q)) => ReadQuery::ByResource {
+            resource_type: q.resource_type,
+            resource_ids: q.resource_ids,
+            relation: q.relation,
+        },
+        None => return Err(malformed("missing read query")),
+    };
+    Ok(ReadRequest::new(query, decode_revision(&message.revision)?))
+}
+
+/// A read's outcome as the messages of its stream: the relationships in
+/// chunks of `READ_CHUNK` (one empty chunk when there are none), or one
+/// failure.
+pub fn encode_read_outcome(
+    outcome: &Result<ReadResult, CheckError>,
+) -> Vec<proto::DispatchReadResponse> {
+    use proto::dispatch_read_response::Outcome;
+    let message = |outcome| proto::DispatchReadResponse {
+        outcome: Some(outcome),
+    };
+    match outcome {
+        Err(error) => vec![message(Outcome::Failure(encode_error(error)))],
+        Ok(result) if result.relationships.is_empty() => {
+            vec![message(Outcome::Chunk(proto::ReadChunk::default()))]
+        }
+        Ok(result) => result
+            .relationships
+            .chunks(READ_CHUNK)
+            .map(|chunk| {
+                message(Outcome::Chunk(proto::ReadChunk {
+                    relationships: chunk.iter().map(encode_relationship).collect(),
+                }))
+            })
+            .collect(),
+    }
+}
+
+/// The peer's read outcome from the messages of its stream.
+pub fn decode_read_outcome(
+    messages: Vec<proto::DispatchReadResponse>,
+) -> Result<Result<ReadResult, CheckError>, DecodeError> {
+    use proto::dispatch_read_response::Outcome;
+    if messages.is_empty() {
+        return Err(malformed("empty read answer"));
+    }
+    let mut relationships = Vec::new();
+    for message in messages {
+        match message.outcome {
+            Some(Outcome::Chunk(chunk)) => {
+                for rel in chunk.relationships {
+                    relationships.push(decode_relationship(rel)?);
+                }
+            }
+            Some(Outcome::Failure(failure)) => return decode_error(failure).map(Err),
+            None => return Err(malformed("missing read outcome")),
+        }
+    }
+    Ok(Ok(ReadResult::sorted(relationships)))
+}
+
+fn encode_relationship(rel: &Relationship) -> proto::Relationship {
+    proto::Relationship {
+        resource_type: rel.resource.object_type.clone(),
+        resource_id: rel.resource.object_id.clone(),
+        relation: rel.relation.clone(),
+        subject: Some(encode_subject(&rel.subject)),
+        caveat: rel.caveat.as_ref().map(encode_caveat),
+        expires_at_unix_nanos: rel.expires_at.map(unix_nanos),
+    }
+}
+
+fn decode_relationship(rel: proto::Relationship) -> Result<Relationship, DecodeError> {
+    let subject = rel
+        .subject
+        .ok_or_else(|| malformed("relationship without a subject"))?;
+    Ok(Relationship {
+        resource: ObjectRef::new(rel.resource_type, rel.resource_id),
+        relation: rel.relation,
+        subject: decode_subject(subject),
+        caveat: rel.caveat.map(decode_caveat).transpose()?,
+        expires_at: rel.expires_at_unix_nanos.map(from_unix_nanos),
     })
 }
 
@@ -127,10 +266,12 @@ fn decode_result(answer: proto::CheckAnswer) -> Result<CheckResult, DecodeError>
         dispatch_count: answer.dispatch_count,
         cached_dispatch_count: answer.cached_dispatch_count,
         depth_required: answer.depth_required,
-        expires_at: answer
-            .expires_at_unix_nanos
-            .map(|nanos| UNIX_EPOCH + Duration::from_nanos(nanos)),
+        expires_at: answer.expires_at_unix_nanos.map(from_unix_nanos),
     })
+}
+
+fn from_unix_nanos(nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
 /// Nanoseconds since the epoch; a time before it (no relationship expires
@@ -176,10 +317,7 @@ fn encode_expr(expr: &CaveatExpr) -> proto::CaveatExpression {
         operands: items.iter().map(encode_expr).collect(),
     };
     let expression = match expr {
-        CaveatExpr::Caveat(caveat) => Expression::Caveat(proto::ContextualizedCaveat {
-            name: caveat.name.clone(),
-            context_json: encode_context(&caveat.context),
-        }),
+        CaveatExpr::Caveat(caveat) => Expression::Caveat(encode_caveat(caveat)),
         CaveatExpr::And(items) => Expression::And(operands(items)),
         CaveatExpr::Or(items) => Expression::Or(operands(items)),
         CaveatExpr::Not(inner) => Expression::Not(Box::new(encode_expr(inner))),
@@ -199,15 +337,26 @@ fn decode_expr(expr: proto::CaveatExpression) -> Result<CaveatExpr, DecodeError>
             .collect::<Result<Vec<_>, _>>()
     };
     match expr.expression {
-        Some(Expression::Caveat(caveat)) => Ok(CaveatExpr::Caveat(ContextualizedCaveat {
-            name: caveat.name,
-            context: decode_context(&caveat.context_json)?,
-        })),
+        Some(Expression::Caveat(caveat)) => Ok(CaveatExpr::Caveat(decode_caveat(caveat)?)),
         Some(Expression::And(items)) => Ok(CaveatExpr::And(operands(items)?)),
         Some(Expression::Or(items)) => Ok(CaveatExpr::Or(operands(items)?)),
         Some(Expression::Not(inner)) => Ok(CaveatExpr::Not(Box::new(decode_expr(*inner)?))),
         None => Err(malformed("empty caveat expression")),
     }
+}
+
+fn encode_caveat(caveat: &ContextualizedCaveat) -> proto::ContextualizedCaveat {
+    proto::ContextualizedCaveat {
+        name: caveat.name.clone(),
+        context_json: encode_context(&caveat.context),
+    }
+}
+
+fn decode_caveat(caveat: proto::ContextualizedCaveat) -> Result<ContextualizedCaveat, DecodeError> {
+    Ok(ContextualizedCaveat {
+        name: caveat.name,
+        context: decode_context(&caveat.context_json)?,
+    })
 }
 
 fn encode_context(context: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
@@ -346,6 +495,56 @@ mod tests {
                 Ok(Err(error))
             );
         }
+    }
+
+    #[test]
+    fn reads_round_trip_in_chunks() {
+        use crate::model::parse_relationship;
+        let request = ReadRequest::new(
+            ReadQuery::BySubject(ReverseQuery {
+                subject_type: "user".into(),
+                subject_ids: vec!["b".into(), "a".into()],
+                subject_relation: None,
+                resource_type: "document".into(),
+                resource_relation: "viewer".into(),
+            }),
+            Revision(u128::MAX - 1),
+        );
+        assert_eq!(
+            decode_read_request(encode_read_request(&request)),
+            Ok(request)
+        );
+        let by_resource = ReadRequest::new(
+            ReadQuery::ByResource {
+                resource_type: "document".into(),
+                resource_ids: vec!["x".into()],
+                relation: "viewer".into(),
+            },
+            Revision(9),
+        );
+        assert_eq!(
+            decode_read_request(encode_read_request(&by_resource)),
+            Ok(by_resource)
+        );
+
+        let mut caveated =
+            parse_relationship("document:d0#viewer@user:u[ip_allowed:{\"n\":9007199254740993}]")
+                .expect("valid");
+        caveated.expires_at = Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_001));
+        let mut rels: Vec<Relationship> = (0..2 * READ_CHUNK + 1)
+            .map(|i| parse_relationship(&format!("document:d{i}#viewer@group:g#member")))
+            .collect::<Result<_, _>>()
+            .expect("valid");
+        rels.push(caveated);
+        let result = ReadResult::sorted(rels);
+        let messages = encode_read_outcome(&Ok(result.clone()));
+        assert_eq!(messages.len(), 3);
+        assert_eq!(decode_read_outcome(messages), Ok(Ok(result)));
+        let empty = encode_read_outcome(&Ok(ReadResult::default()));
+        assert_eq!(decode_read_outcome(empty), Ok(Ok(ReadResult::default())));
+        let failed = encode_read_outcome(&Err(CheckError::NoSchema));
+        assert_eq!(decode_read_outcome(failed), Ok(Err(CheckError::NoSchema)));
+        assert!(decode_read_outcome(Vec::new()).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The remote dispatcher: routes each check subproblem to the peer that
-//! owns it on the consistent hashring (`ring`), over the peer protocol
-//! (`proto`, `convert`), and evaluates it here when the owner is this node.
+//! The remote dispatcher: routes each check subproblem, and each of the
+//! lookups' read steps, to the peer that owns it on the consistent hashring
+//! (`ring`), over the peer protocol (`proto`, `convert`), and evaluates it
+//! here when the owner is this node.
 //! While the owner is down the next member up on the ring takes its share;
 //! a peer call that fails is answered here. A peer that fails or times out
 //! is marked down at once and probed with gRPC health every second until
@@ -25,7 +26,9 @@ use self::proto::dispatch_service_client::DispatchServiceClient;
 use self::ring::Ring;
 use super::keys::RoutingKey;
 use super::settings::ClusterSettings;
-use super::{BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, metrics};
+use super::{
+    BoxFuture, CheckError, CheckRequest, CheckResult, Dispatcher, ReadRequest, ReadResult, metrics,
+};
 
 /// The shortest interval between two resolutions of `dns:///` upstreams
 /// (a zero interval would spin).
@@ -71,9 +74,11 @@ struct Peer {
     /// no peer has to be up yet.
     channel: OnceLock<Channel>,
     down: AtomicBool,
-    /// Subproblems this peer answered (for tests and operators: is the
-    /// ring using it?).
+    /// Check subproblems this peer answered (for tests and operators: is
+    /// the ring using it?).
     answered: AtomicU64,
+    /// Read steps this peer answered.
+    answered_reads: AtomicU64,
 }
 
 impl Peer {
@@ -279,14 +284,22 @@ impl RemoteDispatcher {
             .map(|p| p.answered.load(Ordering::Relaxed))
     }
 
+    /// How many read steps the peer at `address` has answered for this node.
+    pub fn reads_answered_by(&self, address: &str) -> Option<u64> {
+        self.snapshot()
+            .peers
+            .iter()
+            .find(|p| p.address == address)
+            .map(|p| p.answered_reads.load(Ordering::Relaxed))
+    }
+
     /// The owner, or while the owner is down the next member on the ring
     /// that is up (so one node, not every asker, caches a down member's
     /// share); this node when it comes first.
-    fn route(&self, request: &CheckRequest) -> Route {
+    fn route(&self, key: &RoutingKey<'_>) -> Route {
         self.start_discovery();
         let members = self.snapshot();
-        let key = RoutingKey::of(request);
-        let Some(owner) = members.ring.owner(&key) else {
+        let Some(owner) = members.ring.owner(key) else {
             return Route::Here;
         };
         let peer = &members.peers[owner];
@@ -296,7 +309,7 @@ impl RemoteDispatcher {
         if !peer.down.load(Ordering::Acquire) {
             return Route::Peer(peer.clone());
         }
-        for next in members.ring.successors(&key).into_iter().skip(1) {
+        for next in members.ring.successors(key).into_iter().skip(1) {
             let peer = &members.peers[next];
             if peer.is_self {
                 return Route::Here;
@@ -318,15 +331,56 @@ impl RemoteDispatcher {
         match self.call(peer, &request).await {
             Ok(outcome) => {
                 peer.answered.fetch_add(1, Ordering::Relaxed);
-                metrics::remote_dispatch("peer");
+                metrics::remote_dispatch("check", "peer");
                 outcome
             }
             Err(failure) => {
                 self.mark_down(peer, &failure);
-                metrics::remote_dispatch("failover");
+                metrics::remote_dispatch("check", "failover");
                 self.local.check(request).await
             }
         }
+    }
+
+    /// As `dispatch_to`, for a read step.
+    async fn read_from(&self, peer: &Peer, request: ReadRequest) -> Result<ReadResult, CheckError> {
+        match self.call_read(peer, &request).await {
+            Ok(outcome) => {
+                peer.answered_reads.fetch_add(1, Ordering::Relaxed);
+                metrics::remote_dispatch("read", "peer");
+                outcome
+            }
+            Err(failure) => {
+                self.mark_down(peer, &failure);
+                metrics::remote_dispatch("read", "failover");
+                self.local.read(request).await
+            }
+        }
+    }
+
+    /// The read's whole answer, every chunk of it within the timeout: a
+    /// stream cut short is a failure like any other, and the read is
+    /// answered here instead.
+    async fn call_read(
+        &self,
+        peer: &Peer,
+        request: &ReadRequest,
+    ) -> Result<Result<ReadResult, CheckError>, PeerFailure> {
+        use futures::TryStreamExt as _;
+        let mut message = tonic::Request::new(convert::encode_read_request(request));
+        message
+            .metadata_mut()
+            .insert("authorization", self.bearer.clone());
+        message.set_timeout(self.timeout);
+        let mut client = DispatchServiceClient::new(peer.channel());
+        let answer = async {
+            let stream = client.dispatch_read(message).await?.into_inner();
+            stream.try_collect::<Vec<_>>().await
+        };
+        let messages = tokio::time::timeout(self.timeout, answer)
+            .await
+            .map_err(|_| PeerFailure::Timeout(self.timeout))??;
+        Ok(convert::decode_read_outcome(messages)?)
     }
 
     async fn call(
@@ -422,12 +476,24 @@ async fn refresh_membership(dispatcher: Weak<RemoteDispatcher>, interval: Durati
 impl Dispatcher for RemoteDispatcher {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
         Box::pin(async move {
-            match self.route(&request) {
+            match self.route(&RoutingKey::of(&request)) {
                 Route::Here => {
-                    metrics::remote_dispatch("local");
+                    metrics::remote_dispatch("check", "local");
                     self.local.check(request).await
                 }
                 Route::Peer(peer) => self.dispatch_to(&peer, request).await,
+            }
+        })
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        Box::pin(async move {
+            match self.route(&RoutingKey::of_read(&request)) {
+                Route::Here => {
+                    metrics::remote_dispatch("read", "local");
+                    self.local.read(request).await
+                }
+                Route::Peer(peer) => self.read_from(&peer, request).await,
             }
         })
     }
@@ -482,6 +548,7 @@ fn peer(
         channel: OnceLock::new(),
         down: AtomicBool::new(false),
         answered: AtomicU64::new(0),
+        answered_reads: AtomicU64::new(0),
     })
 }
 

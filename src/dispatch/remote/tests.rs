@@ -1,6 +1,7 @@
 //! Membership changes of the remote dispatcher over a scripted resolver:
 //! the ring is rebuilt exactly when the set of resolved addresses changes,
-//! and a peer's state survives a rebuild that keeps it.
+//! and a peer's state survives a rebuild that keeps it; a down owner's
+//! share moves to the next member; reads a dead peer owns are answered here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +64,10 @@ struct Unreachable;
 
 impl Dispatcher for Unreachable {
     fn check(&self, _: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
+        Box::pin(async { Err(CheckError::NoSchema) })
+    }
+
+    fn read(&self, _: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
         Box::pin(async { Err(CheckError::NoSchema) })
     }
 }
@@ -207,7 +212,7 @@ fn a_down_owners_share_goes_to_the_next_member_up() {
     for _ in 0..1000 {
         let request = subproblem(&mut state);
         let order = snapshot.ring.successors(&RoutingKey::of(&request));
-        let to = routed_to(remote.route(&request));
+        let to = routed_to(remote.route(&RoutingKey::of(&request)));
         if order[0] != 1 {
             assert_eq!(to, members[order[0]], "an owner that is up keeps its keys");
             continue;
@@ -226,6 +231,79 @@ fn a_down_owners_share_goes_to_the_next_member_up() {
     // With every peer down, everything is evaluated here.
     snapshot.peers[2].down.store(true, Ordering::Release);
     for _ in 0..100 {
-        assert!(matches!(remote.route(&subproblem(&mut state)), Route::Here));
+        let request = subproblem(&mut state);
+        assert!(matches!(
+            remote.route(&RoutingKey::of(&request)),
+            Route::Here
+        ));
     }
+}
+
+/// A local evaluator that answers every read with one relationship per id.
+struct Echo;
+
+impl Dispatcher for Echo {
+    fn check(&self, _: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
+        Box::pin(async { Ok(CheckResult::default()) })
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
+        Box::pin(async move {
+            let crate::dispatch::ReadQuery::ByResource {
+                resource_type,
+                resource_ids,
+                relation,
+            } = request.query()
+            else {
+                return Ok(ReadResult::default());
+            };
+            let relationships = resource_ids
+                .iter()
+                .map(|id| crate::model::Relationship {
+                    resource: crate::model::ObjectRef::new(resource_type.clone(), id.clone()),
+                    relation: relation.clone(),
+                    subject: crate::model::SubjectRef::object("user", "u"),
+                    caveat: None,
+                    expires_at: None,
+                })
+                .collect();
+            Ok(ReadResult::sorted(relationships))
+        })
+    }
+}
+
+#[tokio::test]
+async fn reads_owned_by_a_dead_peer_are_answered_here_and_the_peer_marked_down() {
+    // Nothing listens on port 1 of loopback: every call to it fails fast.
+    let members = ["127.0.0.1:50053", "127.0.0.1:1"];
+    let settings = ClusterSettings {
+        preshared_key: Some("key".into()),
+        upstreams: members.iter().map(|m| m.to_string()).collect(),
+        self_addr: Some(members[0].into()),
+        ..ClusterSettings::default()
+    };
+    let remote = RemoteDispatcher::new(&settings, Arc::new(Echo)).expect("a valid cluster");
+    let mut routed_to_dead = 0;
+    for i in 0..40 {
+        let request = ReadRequest::new(
+            crate::dispatch::ReadQuery::ByResource {
+                resource_type: "document".into(),
+                resource_ids: vec![format!("doc{i}")],
+                relation: "viewer".into(),
+            },
+            crate::model::Revision(1),
+        );
+        if let Route::Peer(_) = remote.route(&RoutingKey::of_read(&request)) {
+            routed_to_dead += 1;
+        }
+        let result = remote.read(request).await.expect("answered here");
+        assert_eq!(result.relationships.len(), 1);
+        assert_eq!(
+            result.relationships[0].resource.object_id,
+            format!("doc{i}")
+        );
+    }
+    assert!(routed_to_dead > 0, "the dead peer owned none of the reads");
+    assert_eq!(remote.is_up(members[1]), Some(false));
+    assert_eq!(remote.reads_answered_by(members[1]), Some(0));
 }
