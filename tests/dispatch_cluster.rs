@@ -787,8 +787,8 @@ async fn check(services: &Services<MemoryDatastore>, n: usize) -> Result<(), Str
     }
 }
 
-/// The documents user `u{n mod 6}` views (all 40) and the users who view
-/// document `d{n mod 40}` (all 6), both exactly.
+/// The documents user `u{n mod 6}` views (exactly all 40) and the users
+/// who view document `d{n mod 40}` (all 6, and any a test added later).
 async fn lookups(services: &Services<MemoryDatastore>, n: usize) -> Result<(), String> {
     use futures::StreamExt as _;
     let params = LookupResourcesParams {
@@ -828,10 +828,8 @@ async fn lookups(services: &Services<MemoryDatastore>, n: usize) -> Result<(), S
         .lookup_subjects(params, Consistency::FullyConsistent)
         .await
         .map_err(|e| format!("lookup subjects {n}: {e}"))?;
-    let mut users: Vec<String> = subjects.into_iter().map(|s| s.id).collect();
-    users.sort();
-    let expected: Vec<String> = (0..6).map(|u| format!("u{u}")).collect();
-    if users != expected {
+    let users: Vec<String> = subjects.into_iter().map(|s| s.id).collect();
+    if (0..6).any(|u| !users.contains(&format!("u{u}"))) {
         return Err(format!("lookup subjects {n}: {users:?}"));
     }
     Ok(())
