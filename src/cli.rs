@@ -746,6 +746,10 @@ struct RunArgs {
     /// Share of requests that are writes (a TOUCH of one follow).
     #[arg(long, default_value_t = 0.01)]
     write_share: f64,
+    /// Share of requests that are lookups: LookupResources content#view for
+    /// a sampled user, one page of 100 (the seed's test has none).
+    #[arg(long, default_value_t = 0.0)]
+    lookup_share: f64,
     /// Closed loop: this many requests in flight.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -796,6 +800,11 @@ impl RunArgs {
             "--write-share must be in [0, 1], got {}",
             self.write_share
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.lookup_share),
+            "--lookup-share must be in [0, 1], got {}",
+            self.lookup_share
+        );
         let pace = match self.rate {
             Some(rate) => {
                 anyhow::ensure!(rate > 0.0, "--rate must be positive, got {rate}");
@@ -813,6 +822,7 @@ impl RunArgs {
             seed: self.network.seed,
             sample: self.sample,
             write_share: self.write_share,
+            lookup_share: self.lookup_share,
             pace,
             warmup: self.warmup,
             duration: self.duration,

@@ -53,6 +53,7 @@ fn config(server: &TestServer, pace: Pace) -> RunConfig {
         seed: SEED,
         sample: 0.01,
         write_share: 0.01,
+        lookup_share: 0.0,
         pace,
         warmup: Duration::from_millis(200),
         duration: Duration::from_secs(1),
@@ -126,6 +127,26 @@ async fn write_then_open_loop() {
     // The schedule, not the server, sets the number sent (one more for
     // the interval's rounding to whole nanoseconds).
     assert!(report.main.requests <= 301, "{}", report.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_join_the_mix_when_asked_for() {
+    let server = start().await;
+    let connection = connect(&server).await;
+    load(&connection, LoadVia::Import).await;
+    let config = RunConfig {
+        lookup_share: 0.2,
+        ..config(&server, Pace::Closed { concurrency: 4 })
+    };
+    let report = loadgen::run(&connection, &config).await.expect("runs");
+    assert_sound(&report);
+    let lookups = report
+        .main
+        .kind(RequestKind::Lookup)
+        .expect("lookups measured");
+    assert!(lookups.count > 0, "{}", report.summary());
+    assert_eq!(lookups.answers.get("OK"), Some(&lookups.count));
+    assert!(report.summary().contains("20.0 % lookups"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

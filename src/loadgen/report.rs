@@ -185,6 +185,7 @@ pub struct Report {
     pub seed: u64,
     pub sample: f64,
     pub write_share: f64,
+    pub lookup_share: f64,
     /// `closed N` or `open R/s`.
     pub pace: String,
     pub warmup_s: f64,
@@ -209,6 +210,7 @@ impl Report {
             seed: config.seed,
             sample: config.sample,
             write_share: config.write_share,
+            lookup_share: config.lookup_share,
             pace: match config.pace {
                 Pace::Closed { concurrency } => format!("closed loop, {concurrency} in flight"),
                 Pace::Open { rate, .. } => format!("open loop, {rate} requests/s"),
@@ -255,8 +257,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "mix: 60/30/10 content/profile/interaction checks at minimize_latency, {:.1} % writes, users from a {:.2} % sample",
+            "mix: 60/30/10 content/profile/interaction checks at minimize_latency, {:.1} % writes, {:.1} % lookups (pages of {}), users from a {:.2} % sample",
             self.write_share * 100.0,
+            self.lookup_share * 100.0,
+            super::workload::LOOKUP_PAGE,
             self.sample * 100.0
         );
         let _ = writeln!(
@@ -357,6 +361,7 @@ mod tests {
             seed: 1,
             sample: 0.01,
             write_share: 0.01,
+            lookup_share: 0.0,
             pace: Pace::Closed { concurrency: 4 },
             warmup: Duration::ZERO,
             duration: Duration::from_secs(2),

@@ -42,6 +42,8 @@ pub struct RunConfig {
     /// Share of the user pool that asks the checks (the test's 1 %).
     pub sample: f64,
     pub write_share: f64,
+    /// Share of requests that are LookupResources pages.
+    pub lookup_share: f64,
     pub pace: Pace,
     pub warmup: Duration,
     pub duration: Duration,
@@ -72,6 +74,7 @@ pub async fn run(connection: &Connection, config: &RunConfig) -> Result<Report, 
     let users = sampled_users(&shape, config.sample, config.seed);
     let mix = WorkloadMix {
         write_share: config.write_share,
+        lookup_share: config.lookup_share,
         health_only: false,
     };
     let pickers = |phase: u64, mix: WorkloadMix| {
@@ -292,6 +295,13 @@ impl Clients {
             Planned::Write(request) => {
                 let response = self.permissions.write_relationships(request).await;
                 response.map(|_| Answer::Ok).map_err(|s| s.code())
+            }
+            Planned::Lookup(request) => {
+                // The whole page is read: the latency is the last result's.
+                let response = self.permissions.lookup_resources(request).await;
+                let mut stream = response.map_err(|s| s.code())?.into_inner();
+                while stream.message().await.map_err(|s| s.code())?.is_some() {}
+                Ok(Answer::Ok)
             }
             Planned::Health => {
                 let request = HealthCheckRequest {

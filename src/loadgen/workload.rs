@@ -1,6 +1,8 @@
 //! What to ask next: the seed test's request mix (60 % content#view, 30 %
 //! user#view_profile, 10 % interaction#view, from `workload::sample_check`)
-//! plus a share of writes, as ready-to-send `authzed.api.v1` messages.
+//! plus a share of writes and, if asked for, of lookups (a page of the
+//! content a sampled user may view), as ready-to-send `authzed.api.v1`
+//! messages.
 
 use std::sync::Arc;
 
@@ -21,6 +23,8 @@ pub enum RequestKind {
     InteractionView,
     /// WriteRelationships (one TOUCH of a follow).
     Write,
+    /// LookupResources content#view for a sampled user, one page.
+    Lookup,
     /// grpc.health.v1 Health/Check: the floor.
     Health,
 }
@@ -33,6 +37,7 @@ impl RequestKind {
             Self::ProfileView => "user#view_profile",
             Self::InteractionView => "interaction#view",
             Self::Write => "write",
+            Self::Lookup => "lookup content#view",
             Self::Health => "health",
         }
     }
@@ -60,6 +65,7 @@ pub enum Planned {
     /// A CheckPermission of one of the three check kinds.
     Check(RequestKind, v1::CheckPermissionRequest),
     Write(v1::WriteRelationshipsRequest),
+    Lookup(v1::LookupResourcesRequest),
     Health,
 }
 
@@ -69,16 +75,22 @@ impl Planned {
         match self {
             Self::Check(kind, _) => *kind,
             Self::Write(_) => RequestKind::Write,
+            Self::Lookup(_) => RequestKind::Lookup,
             Self::Health => RequestKind::Health,
         }
     }
 }
+
+/// Results per lookup: one page, as a feed or a listing asks for.
+pub const LOOKUP_PAGE: u32 = 100;
 
 /// The shares of the mix that are not checks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct WorkloadMix {
     /// Share of requests that are writes (the test's 1 %).
     pub write_share: f64,
+    /// Share of requests that are lookups (none in the seed's test).
+    pub lookup_share: f64,
     /// Only health calls: the floor phase.
     pub health_only: bool,
 }
@@ -122,6 +134,11 @@ impl Picker {
         if self.rng.next_f64() < self.mix.write_share {
             return Planned::Write(self.write());
         }
+        // Drawn only when lookups are asked for, so that without them the
+        // sequence of checks is the seed's as before.
+        if self.mix.lookup_share > 0.0 && self.rng.next_f64() < self.mix.lookup_share {
+            return Planned::Lookup(self.lookup());
+        }
         let (resource, permission, subject) = sample_check(&self.shape, &mut self.rng, &self.users);
         let kind = RequestKind::of_check(&resource.object_type);
         Planned::Check(
@@ -135,6 +152,19 @@ impl Picker {
                 with_tracing: false,
             },
         )
+    }
+
+    /// The first page of what a sampled user may view.
+    fn lookup(&mut self) -> v1::LookupResourcesRequest {
+        let user = self.users[self.rng.below(self.users.len())];
+        v1::LookupResourcesRequest {
+            consistency: Some(minimize_latency()),
+            resource_object_type: "content".into(),
+            permission: "view".into(),
+            subject: Some((&SubjectRef::object("user", user_id(user))).into()),
+            optional_limit: LOOKUP_PAGE,
+            ..Default::default()
+        }
     }
 
     /// A sampled user starts following an active one. TOUCH, so repeats
@@ -178,6 +208,7 @@ pub fn stream(phase: u64, worker: u64) -> u64 {
 pub fn check_plan(shape: SocialShape, sample: f64, seed: u64, count: usize) -> Vec<String> {
     let mix = WorkloadMix {
         write_share: 0.0,
+        lookup_share: 0.0,
         health_only: false,
     };
     let users = sampled_users(&shape, sample, seed);
@@ -218,10 +249,15 @@ mod tests {
     use super::*;
 
     fn picker(write_share: f64, stream: u64) -> Picker {
+        picker_with(write_share, 0.0, stream)
+    }
+
+    fn picker_with(write_share: f64, lookup_share: f64, stream: u64) -> Picker {
         let shape = SocialShape::for_relationships(100_000);
         let users: Arc<[usize]> = user_sample(&shape, 0.01, &mut SplitMix64::new(1)).into();
         let mix = WorkloadMix {
             write_share,
+            lookup_share,
             health_only: false,
         };
         Picker::new(shape, users, 42, stream, mix)
@@ -253,6 +289,32 @@ mod tests {
         near(RequestKind::InteractionView, 0.99 * 0.1);
         near(RequestKind::Write, 0.01);
         assert!(!got.contains_key(&RequestKind::Health));
+    }
+
+    #[test]
+    fn lookups_take_their_share_as_pages_for_sampled_users() {
+        let mut p = picker_with(0.01, 0.1, 5);
+        let users: std::collections::HashSet<String> =
+            p.users.iter().map(|&u| user_id(u)).collect();
+        let mut lookups = 0;
+        for _ in 0..20_000 {
+            if let Planned::Lookup(request) = p.next_request() {
+                lookups += 1;
+                assert_eq!(request.consistency, Some(minimize_latency()));
+                assert_eq!(request.optional_limit, LOOKUP_PAGE);
+                let subject = request.subject.and_then(|s| s.object).expect("subject");
+                assert!(users.contains(&subject.object_id));
+            }
+        }
+        let share = f64::from(lookups) / 20_000.0;
+        assert!((share - 0.99 * 0.1).abs() < 0.01, "{share}");
+        // Without lookups the checks are the seed's sequence, as before.
+        let kinds = |mut p: Picker| {
+            (0..200)
+                .map(|_| p.next_request().kind())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(picker_with(0.01, 0.0, 5)), kinds(picker(0.01, 5)));
     }
 
     #[test]
@@ -302,6 +364,7 @@ mod tests {
         assert_eq!(plan.len(), 3);
         let mix = WorkloadMix {
             write_share: 0.0,
+            lookup_share: 0.0,
             health_only: false,
         };
         let users = sampled_users(&shape, 0.01, 42);
