@@ -491,9 +491,29 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
+/// Resolves on SIGTERM or SIGINT. A SIGHUP, which operators' tooling
+/// sends to ask for a reload, never stops the server: it reloads the TLS
+/// certificates where TLS is on (`tls`), and is logged and otherwise
+/// ignored here (its default action would end the process).
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        match hangup {
+            Ok(mut signal) => {
+                while signal.recv().await.is_some() {
+                    tracing::info!(
+                        "SIGHUP: reloads TLS certificates (where TLS is on); the server keeps running"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: it would stop the server")
+            }
+        }
+    });
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

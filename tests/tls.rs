@@ -3,7 +3,8 @@
 //! certificate reaches new connections (file watch, SIGHUP, or a direct
 //! reload) and a bad one keeps the old; bad paths stop startup with the
 //! flag's name; dispatch peers talk over TLS trusting
-//! `--dispatch-upstream-ca-path`; the HTTP gateway serves TLS too.
+//! `--dispatch-upstream-ca-path`; the HTTP gateway serves TLS too; without
+//! TLS a SIGHUP leaves the server running.
 
 #[path = "common/server.rs"]
 mod server;
@@ -349,6 +350,42 @@ async fn sighup_reloads_the_certificate_of_a_running_server() {
         "SIGHUP not handled"
     );
     assert!(eventually_served(addr, &second.pem(), Duration::from_secs(30)).await);
+}
+
+#[tokio::test]
+async fn sighup_does_not_stop_a_server_without_tls() {
+    let addr = server::free_addr().await;
+    let (child, lines) = spawn_serve(&[
+        "--grpc-addr",
+        &addr.to_string(),
+        "--metrics-addr",
+        "",
+        "--grpc-preshared-key",
+        KEY,
+    ]);
+    let mut child = Killed(child);
+    assert!(
+        wait_for_line(&lines, "serving authzed.api.v1"),
+        "never served"
+    );
+    // The handler is installed as serving starts; give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hup.success());
+    assert!(wait_for_line(&lines, "SIGHUP"), "SIGHUP not handled");
+    assert!(
+        child.0.try_wait().expect("status").is_none(),
+        "the server stopped on SIGHUP"
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("still serving");
+    write_schema(channel).await.expect("still answering");
 }
 
 #[test]
