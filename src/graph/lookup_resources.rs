@@ -23,6 +23,9 @@
 //! snapshot and request, which is what lets a cursor resume by position.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use foldhash::quality::RandomState;
 
 use tokio::sync::mpsc;
 
@@ -81,8 +84,9 @@ impl Reach {
     }
 }
 
-/// Ids per `type#relation`, in the order they were reached.
-type Frontier = BTreeMap<RelationKey, Vec<(String, Reach)>>;
+/// Ids per `type#relation`, in the order they were reached. An id is one
+/// shared allocation between the frontier and the visited set.
+type Frontier = BTreeMap<RelationKey, Vec<(Arc<str>, Reach)>>;
 
 /// Sends every resource the subject can reach to `out`, each once, as it
 /// is found. Stops early, without error, when `out` is closed.
@@ -102,8 +106,8 @@ pub async fn lookup_resources(
         relevant: schema
             .reachability()
             .keys_reaching(&request.resource_type, &request.permission),
-        reached: HashMap::new(),
-        decided: HashSet::new(),
+        reached: HashMap::default(),
+        decided: HashSet::default(),
     };
     walk.run().await
 }
@@ -115,9 +119,12 @@ struct Walk<'a> {
     out: &'a mpsc::Sender<FoundResource>,
     target: RelationKey,
     relevant: HashSet<RelationKey>,
-    reached: HashMap<RelationKey, HashMap<String, Reach>>,
+    /// How each id of each key was reached so far. The walk offers every id
+    /// it reads here (tens of thousands through a wildcard): foldhash, as
+    /// the dispatch cache, instead of SipHash.
+    reached: HashMap<RelationKey, HashMap<Arc<str>, Reach, RandomState>, RandomState>,
     /// Target ids emitted or ruled out.
-    decided: HashSet<String>,
+    decided: HashSet<Arc<str>, RandomState>,
 }
 
 /// Whether the consumer is still listening.
@@ -130,8 +137,7 @@ impl Walk<'_> {
         self.offer(
             &mut frontier,
             (subject.object.object_type.clone(), subject.relation.clone()),
-            &subject.object.object_id,
-            Reach::Certain,
+            std::iter::once((subject.object.object_id.as_str(), Reach::Certain)),
         );
         let mut start = true;
         while !frontier.is_empty() {
@@ -153,7 +159,7 @@ impl Walk<'_> {
                     .await?;
                 }
             }
-            let mut candidates: Vec<String> = Vec::new();
+            let mut candidates: Vec<Arc<str>> = Vec::new();
             for (key, ids) in &frontier {
                 if *key == self.target && !self.settle_target(ids, &mut candidates).await? {
                     return Ok(());
@@ -186,15 +192,29 @@ impl Walk<'_> {
             .collect()
     }
 
-    /// Records `id` under `key` if it is new or now reached for certain.
-    fn offer(&mut self, next: &mut Frontier, key: RelationKey, id: &str, reach: Reach) {
+    /// Records each id under `key` that is new or now reached for certain.
+    /// Takes a whole read's ids at once, so the key is looked up once, not
+    /// once per id.
+    fn offer<'i>(
+        &mut self,
+        next: &mut Frontier,
+        key: RelationKey,
+        ids: impl Iterator<Item = (&'i str, Reach)>,
+    ) {
         let seen = self.reached.entry(key.clone()).or_default();
-        match seen.get(id) {
-            Some(&known) if known >= reach => {}
-            _ => {
-                seen.insert(id.to_string(), reach);
-                next.entry(key).or_default().push((id.to_string(), reach));
-            }
+        seen.reserve(ids.size_hint().0);
+        let mut fresh = Vec::new();
+        for (id, reach) in ids {
+            let id = match seen.get_key_value(id) {
+                Some((_, &known)) if known >= reach => continue,
+                Some((shared, _)) => Arc::clone(shared),
+                None => Arc::from(id),
+            };
+            seen.insert(Arc::clone(&id), reach);
+            fresh.push((id, reach));
+        }
+        if !fresh.is_empty() {
+            next.entry(key).or_default().extend(fresh);
         }
     }
 
@@ -202,8 +222,8 @@ impl Walk<'_> {
     /// check. Returns false once the consumer has gone.
     async fn settle_target(
         &mut self,
-        ids: &[(String, Reach)],
-        candidates: &mut Vec<String>,
+        ids: &[(Arc<str>, Reach)],
+        candidates: &mut Vec<Arc<str>>,
     ) -> Result<Open, CheckError> {
         for (id, reach) in ids {
             if self.decided.contains(id) {
@@ -211,19 +231,19 @@ impl Walk<'_> {
             }
             match reach {
                 Reach::Certain => {
-                    self.decided.insert(id.clone());
+                    self.decided.insert(Arc::clone(id));
                     if !self.emit(id, Membership::Member).await {
                         return Ok(false);
                     }
                 }
-                Reach::Maybe => candidates.push(id.clone()),
+                Reach::Maybe => candidates.push(Arc::clone(id)),
             }
         }
         Ok(true)
     }
 
     /// Decides candidates by checking them, in batches.
-    async fn confirm(&mut self, mut candidates: Vec<String>) -> Result<Open, CheckError> {
+    async fn confirm(&mut self, mut candidates: Vec<Arc<str>>) -> Result<Open, CheckError> {
         candidates.retain(|id| !self.decided.contains(id));
         candidates.sort_unstable();
         candidates.dedup();
@@ -239,7 +259,7 @@ impl Walk<'_> {
                 .dispatcher
                 .check(CheckRequest {
                     resource_type: self.request.resource_type.clone(),
-                    resource_ids: chunk.to_vec(),
+                    resource_ids: chunk.iter().map(|id| id.to_string()).collect(),
                     relation: self.request.permission.clone(),
                     subject: self.request.subject.clone(),
                     revision: self.request.revision,
@@ -248,7 +268,7 @@ impl Walk<'_> {
                 })
                 .await?;
             for id in chunk {
-                self.decided.insert(id.clone());
+                self.decided.insert(Arc::clone(id));
                 let membership = result.membership(id);
                 if !membership.is_not_member() && !self.emit(id, membership).await {
                     return Ok(false);
@@ -273,21 +293,19 @@ impl Walk<'_> {
         &mut self,
         key: &RelationKey,
         edge: &Entrypoint,
-        ids: &[(String, Reach)],
+        ids: &[(Arc<str>, Reach)],
         next: &mut Frontier,
     ) -> Result<(), CheckError> {
         let to = (edge.resource_type.clone(), edge.resource_relation.clone());
         let is_object = key.1 == ELLIPSIS;
         match &edge.kind {
             EntrypointKind::Computed => {
-                for (id, reach) in ids {
-                    self.offer(next, to.clone(), id, reach.through(edge, None));
-                }
+                let through = ids.iter().map(|(id, r)| (&**id, r.through(edge, None)));
+                self.offer(next, to, through);
             }
             EntrypointKind::SelfRef if is_object => {
-                for (id, reach) in ids {
-                    self.offer(next, to.clone(), id, reach.through(edge, None));
-                }
+                let through = ids.iter().map(|(id, r)| (&**id, r.through(edge, None)));
+                self.offer(next, to, through);
             }
             EntrypointKind::SelfRef => {}
             EntrypointKind::Direct => {
@@ -330,10 +348,13 @@ impl Walk<'_> {
         };
         let to = (edge.resource_type.clone(), edge.resource_relation.clone());
         let rels = self.read(query).await?;
-        for rel in rels.relationships.iter() {
-            let reached = reach.through(edge, rel.caveat.as_ref());
-            self.offer(next, to.clone(), &rel.resource.object_id, reached);
-        }
+        let reached = rels.relationships.iter().map(|rel| {
+            (
+                rel.resource.object_id.as_str(),
+                reach.through(edge, rel.caveat.as_ref()),
+            )
+        });
+        self.offer(next, to, reached);
         Ok(())
     }
 
@@ -349,20 +370,22 @@ impl Walk<'_> {
     async fn follow_relationships(
         &mut self,
         query: ReverseQuery,
-        ids: &[(String, Reach)],
+        ids: &[(Arc<str>, Reach)],
         edge: &Entrypoint,
         to: RelationKey,
         next: &mut Frontier,
     ) -> Result<(), CheckError> {
-        let reach_of: HashMap<&str, Reach> = ids.iter().map(|(id, r)| (id.as_str(), *r)).collect();
+        let reach_of: HashMap<&str, Reach, RandomState> =
+            ids.iter().map(|(id, r)| (&**id, *r)).collect();
         let rels = self.read(query).await?;
-        for rel in rels.relationships.iter() {
-            let Some(&reach) = reach_of.get(rel.subject.object.object_id.as_str()) else {
-                continue;
-            };
-            let reach = reach.through(edge, rel.caveat.as_ref());
-            self.offer(next, to.clone(), &rel.resource.object_id, reach);
-        }
+        let reached = rels.relationships.iter().filter_map(|rel| {
+            let reach = reach_of.get(rel.subject.object.object_id.as_str())?;
+            Some((
+                rel.resource.object_id.as_str(),
+                reach.through(edge, rel.caveat.as_ref()),
+            ))
+        });
+        self.offer(next, to, reached);
         Ok(())
     }
 }
@@ -371,14 +394,14 @@ impl Walk<'_> {
 /// `edge.resource_type#resource_relation` whose subject is one of `ids`.
 fn reverse_query(
     key: &RelationKey,
-    ids: &[(String, Reach)],
+    ids: &[(Arc<str>, Reach)],
     subject_relation: Option<String>,
     edge: &Entrypoint,
     resource_relation: &str,
 ) -> ReverseQuery {
     ReverseQuery {
         subject_type: key.0.clone(),
-        subject_ids: ids.iter().map(|(id, _)| id.clone()).collect(),
+        subject_ids: ids.iter().map(|(id, _)| id.to_string()).collect(),
         subject_relation,
         resource_type: edge.resource_type.clone(),
         resource_relation: resource_relation.to_string(),
