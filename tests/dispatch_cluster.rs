@@ -1059,6 +1059,51 @@ async fn the_peer_port_refuses_calls_without_the_key() {
         .await
         .expect("admitted");
     assert!(right.into_inner().outcome.is_some());
+
+    // The read steps' RPC: the same key, and a malformed request is
+    // refused with INVALID_ARGUMENT naming what is wrong.
+    let read = |query: Option<proto::dispatch_read_request::Query>, key: Option<&str>| {
+        let mut request = tonic::Request::new(proto::DispatchReadRequest {
+            query,
+            revision: "0".into(),
+        });
+        if let Some(key) = key {
+            let value = format!("Bearer {key}").parse().expect("ascii");
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    };
+    let by_resource = || {
+        Some(proto::dispatch_read_request::Query::ByResource(
+            proto::ByResource {
+                resource_type: "document".into(),
+                resource_ids: vec!["d0".into()],
+                relation: "viewer".into(),
+            },
+        ))
+    };
+    let missing = client
+        .dispatch_read(read(by_resource(), None))
+        .await
+        .expect_err("refused");
+    assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+    let malformed = client
+        .dispatch_read(read(None, Some(KEY)))
+        .await
+        .expect_err("refused");
+    assert_eq!(malformed.code(), tonic::Code::InvalidArgument);
+    assert!(
+        malformed.message().contains("read query"),
+        "{}",
+        malformed.message()
+    );
+    let mut answer = client
+        .dispatch_read(read(by_resource(), Some(KEY)))
+        .await
+        .expect("admitted")
+        .into_inner();
+    let first = answer.message().await.expect("streams").expect("a message");
+    assert!(first.outcome.is_some());
     drop(members);
 }
 

@@ -33,12 +33,8 @@ impl proto::dispatch_service_server::DispatchService for PeerService {
         Ok(Response::new(convert::encode_outcome(&outcome)))
     }
 
-    type DispatchReadStream = futures::stream::Iter<
-        std::iter::Map<
-            std::vec::IntoIter<proto::DispatchReadResponse>,
-            fn(proto::DispatchReadResponse) -> Result<proto::DispatchReadResponse, Status>,
-        >,
-    >;
+    type DispatchReadStream =
+        futures::stream::Iter<std::vec::IntoIter<Result<proto::DispatchReadResponse, Status>>>;
 
     async fn dispatch_read(
         &self,
@@ -47,11 +43,11 @@ impl proto::dispatch_service_server::DispatchService for PeerService {
         let request = convert::decode_read_request(request.into_inner())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let outcome = self.dispatcher.read(request).await;
-        let messages = convert::encode_read_outcome(&outcome);
-        let ok: fn(proto::DispatchReadResponse) -> Result<proto::DispatchReadResponse, Status> = Ok;
-        Ok(Response::new(futures::stream::iter(
-            messages.into_iter().map(ok),
-        )))
+        let messages: Vec<_> = convert::encode_read_outcome(&outcome)
+            .into_iter()
+            .map(Ok)
+            .collect();
+        Ok(Response::new(futures::stream::iter(messages)))
     }
 }
 

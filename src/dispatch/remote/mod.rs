@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
+use std::future::Future;
+
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use self::membership::{Resolver, SelfAddresses, SystemResolver, Upstream};
@@ -120,6 +122,30 @@ pub struct RemoteDispatcher {
 enum Route {
     Here,
     Peer(Arc<Peer>),
+}
+
+/// The two kinds of subproblem a peer answers, for metrics and counters.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Check,
+    Read,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Check => "check",
+            Kind::Read => "read",
+        }
+    }
+
+    /// How many of this kind `peer` has answered.
+    fn answered(self, peer: &Peer) -> &AtomicU64 {
+        match self {
+            Kind::Check => &peer.answered,
+            Kind::Read => &peer.answered_reads,
+        }
+    }
 }
 
 impl RemoteDispatcher {
@@ -267,30 +293,33 @@ impl RemoteDispatcher {
 
     /// Whether the peer at `address` is up as far as this node knows.
     pub fn is_up(&self, address: &str) -> Option<bool> {
-        self.snapshot()
-            .peers
-            .iter()
-            .find(|p| p.address == address)
+        self.member(address)
             .map(|p| !p.down.load(Ordering::Acquire))
     }
 
-    /// How many subproblems the peer at `address` has answered for this
-    /// node (always 0 for this node itself: it is never called).
-    pub fn answered_by(&self, address: &str) -> Option<u64> {
+    /// The ring's member at `address`, if it is one.
+    fn member(&self, address: &str) -> Option<Arc<Peer>> {
         self.snapshot()
             .peers
             .iter()
             .find(|p| p.address == address)
-            .map(|p| p.answered.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    /// How many check subproblems the peer at `address` has answered for
+    /// this node (always 0 for this node itself: it is never called).
+    pub fn answered_by(&self, address: &str) -> Option<u64> {
+        self.answered_of(address, Kind::Check)
     }
 
     /// How many read steps the peer at `address` has answered for this node.
     pub fn reads_answered_by(&self, address: &str) -> Option<u64> {
-        self.snapshot()
-            .peers
-            .iter()
-            .find(|p| p.address == address)
-            .map(|p| p.answered_reads.load(Ordering::Relaxed))
+        self.answered_of(address, Kind::Read)
+    }
+
+    fn answered_of(&self, address: &str, kind: Kind) -> Option<u64> {
+        self.member(address)
+            .map(|p| kind.answered(&p).load(Ordering::Relaxed))
     }
 
     /// The owner, or while the owner is down the next member on the ring
@@ -321,41 +350,67 @@ impl RemoteDispatcher {
         Route::Here
     }
 
-    /// Asks `peer`; on any failure marks it down and answers here, so a
-    /// check never fails because a peer did.
-    async fn dispatch_to(
+    /// The owner's answer, when `route` names a peer and `call` (given the
+    /// peer's channel) succeeds; `None` when this node must evaluate: it
+    /// owns the subproblem, or the call failed in any way, and then the
+    /// peer is marked down, so a subproblem never fails because a peer did.
+    async fn ask_owner<T, F>(
         &self,
-        peer: &Peer,
-        request: CheckRequest,
-    ) -> Result<CheckResult, CheckError> {
-        match self.call(peer, &request).await {
+        route: Route,
+        kind: Kind,
+        call: impl FnOnce(Channel) -> F,
+    ) -> Option<Result<T, CheckError>>
+    where
+        F: Future<Output = Result<Result<T, CheckError>, PeerFailure>>,
+    {
+        let Route::Peer(peer) = route else {
+            metrics::remote_dispatch(kind.label(), "local");
+            return None;
+        };
+        match call(peer.channel()).await {
             Ok(outcome) => {
-                peer.answered.fetch_add(1, Ordering::Relaxed);
-                metrics::remote_dispatch("check", "peer");
-                outcome
+                kind.answered(&peer).fetch_add(1, Ordering::Relaxed);
+                metrics::remote_dispatch(kind.label(), "peer");
+                Some(outcome)
             }
             Err(failure) => {
-                self.mark_down(peer, &failure);
-                metrics::remote_dispatch("check", "failover");
-                self.local.check(request).await
+                self.mark_down(&peer, &failure);
+                metrics::remote_dispatch(kind.label(), "failover");
+                None
             }
         }
     }
 
-    /// As `dispatch_to`, for a read step.
-    async fn read_from(&self, peer: &Peer, request: ReadRequest) -> Result<ReadResult, CheckError> {
-        match self.call_read(peer, &request).await {
-            Ok(outcome) => {
-                peer.answered_reads.fetch_add(1, Ordering::Relaxed);
-                metrics::remote_dispatch("read", "peer");
-                outcome
-            }
-            Err(failure) => {
-                self.mark_down(peer, &failure);
-                metrics::remote_dispatch("read", "failover");
-                self.local.read(request).await
-            }
-        }
+    /// A peer call's message with the cluster key and the deadline.
+    fn peer_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.bearer.clone());
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    /// `call`, failing with `Timeout` when it takes longer than the
+    /// upstream timeout (however the transport honours the deadline).
+    async fn within_timeout<T>(
+        &self,
+        call: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, PeerFailure> {
+        let answer = tokio::time::timeout(self.timeout, call).await;
+        Ok(answer.map_err(|_| PeerFailure::Timeout(self.timeout))??)
+    }
+
+    async fn call_check(
+        &self,
+        channel: Channel,
+        message: proto::DispatchCheckRequest,
+    ) -> Result<Result<CheckResult, CheckError>, PeerFailure> {
+        let mut client = DispatchServiceClient::new(channel);
+        let response = self
+            .within_timeout(client.dispatch_check(self.peer_request(message)))
+            .await?;
+        Ok(convert::decode_outcome(response.into_inner())?)
     }
 
     /// The read's whole answer, every chunk of it within the timeout: a
@@ -363,41 +418,19 @@ impl RemoteDispatcher {
     /// answered here instead.
     async fn call_read(
         &self,
-        peer: &Peer,
-        request: &ReadRequest,
+        channel: Channel,
+        message: proto::DispatchReadRequest,
     ) -> Result<Result<ReadResult, CheckError>, PeerFailure> {
         use futures::TryStreamExt as _;
-        let mut message = tonic::Request::new(convert::encode_read_request(request));
-        message
-            .metadata_mut()
-            .insert("authorization", self.bearer.clone());
-        message.set_timeout(self.timeout);
-        let mut client = DispatchServiceClient::new(peer.channel());
-        let answer = async {
-            let stream = client.dispatch_read(message).await?.into_inner();
-            stream.try_collect::<Vec<_>>().await
-        };
-        let messages = tokio::time::timeout(self.timeout, answer)
-            .await
-            .map_err(|_| PeerFailure::Timeout(self.timeout))??;
+        let mut client = DispatchServiceClient::new(channel);
+        let request = self.peer_request(message);
+        let messages = self
+            .within_timeout(async {
+                let stream = client.dispatch_read(request).await?.into_inner();
+                stream.try_collect::<Vec<_>>().await
+            })
+            .await?;
         Ok(convert::decode_read_outcome(messages)?)
-    }
-
-    async fn call(
-        &self,
-        peer: &Peer,
-        request: &CheckRequest,
-    ) -> Result<Result<CheckResult, CheckError>, PeerFailure> {
-        let mut message = tonic::Request::new(convert::encode_request(request));
-        message
-            .metadata_mut()
-            .insert("authorization", self.bearer.clone());
-        message.set_timeout(self.timeout);
-        let mut client = DispatchServiceClient::new(peer.channel());
-        let response = tokio::time::timeout(self.timeout, client.dispatch_check(message))
-            .await
-            .map_err(|_| PeerFailure::Timeout(self.timeout))??;
-        Ok(convert::decode_outcome(response.into_inner())?)
     }
 
     /// Takes `peer` out of routing until it answers health again. Logged
@@ -476,24 +509,26 @@ async fn refresh_membership(dispatcher: Weak<RemoteDispatcher>, interval: Durati
 impl Dispatcher for RemoteDispatcher {
     fn check(&self, request: CheckRequest) -> BoxFuture<'_, Result<CheckResult, CheckError>> {
         Box::pin(async move {
-            match self.route(&RoutingKey::of(&request)) {
-                Route::Here => {
-                    metrics::remote_dispatch("check", "local");
-                    self.local.check(request).await
-                }
-                Route::Peer(peer) => self.dispatch_to(&peer, request).await,
+            let route = self.route(&RoutingKey::of(&request));
+            let asked = self.ask_owner(route, Kind::Check, |channel| {
+                self.call_check(channel, convert::encode_request(&request))
+            });
+            match asked.await {
+                Some(answer) => answer,
+                None => self.local.check(request).await,
             }
         })
     }
 
     fn read(&self, request: ReadRequest) -> BoxFuture<'_, Result<ReadResult, CheckError>> {
         Box::pin(async move {
-            match self.route(&RoutingKey::of_read(&request)) {
-                Route::Here => {
-                    metrics::remote_dispatch("read", "local");
-                    self.local.read(request).await
-                }
-                Route::Peer(peer) => self.read_from(&peer, request).await,
+            let route = self.route(&RoutingKey::of_read(&request));
+            let asked = self.ask_owner(route, Kind::Read, |channel| {
+                self.call_read(channel, convert::encode_read_request(&request))
+            });
+            match asked.await {
+                Some(answer) => answer,
+                None => self.local.read(request).await,
             }
         })
     }
