@@ -491,45 +491,53 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT. A SIGHUP, which operators' tooling
-/// sends to ask for a reload, never stops the server: it reloads the TLS
-/// certificates where TLS is on (`tls`), and is logged and otherwise
-/// ignored here (its default action would end the process).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that resolves on SIGTERM or SIGINT. The signals are listened
+/// for from this call on (call it before serving), so none arrives between
+/// startup and the first poll with its default action. A SIGHUP, which
+/// operators' tooling sends to ask for a reload, never stops the server: it
+/// reloads the TLS certificates where TLS is on (`tls`), and is logged and
+/// otherwise ignored here.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    keep_running_on_hangup();
     #[cfg(unix)]
-    tokio::spawn(async move {
-        match hangup {
-            Ok(mut signal) => {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+    }
+}
+
+/// Listens for SIGHUP for the life of the process, logging each one.
+#[cfg(unix)]
+fn keep_running_on_hangup() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut signal) => {
+            tokio::spawn(async move {
                 while signal.recv().await.is_some() {
                     tracing::info!(
                         "SIGHUP: reloads TLS certificates (where TLS is on); the server keeps running"
                     );
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP: it would stop the server")
-            }
+            });
         }
-    });
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP: it would stop the server"),
     }
 }

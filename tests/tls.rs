@@ -266,12 +266,17 @@ async fn a_failed_reload_keeps_the_certificate_in_force() {
     assert!(healthy(tls_channel(addr, &second.pem()).await.expect("the new one")).await);
 }
 
-/// `trellis serve` with `args`, its stderr lines sent to the returned
-/// channel as they come.
-fn spawn_serve(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+/// `trellis serve` on `addr` with the test key and `args`, its stderr lines
+/// sent to the returned channel as they come.
+fn spawn_serve(
+    addr: SocketAddr,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
         .arg("serve")
+        .args(["--grpc-addr", &addr.to_string(), "--metrics-addr", ""])
+        .args(["--grpc-preshared-key", KEY])
         .args(args)
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -313,24 +318,30 @@ impl Drop for Killed {
     }
 }
 
+/// Sends SIGHUP to `child`.
+fn hang_up(child: &std::process::Child) {
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hup.success());
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_certificate_of_a_running_server() {
     let dir = TempDir::new("sighup");
     let first = Ca::new("first ca");
     let tls = first.issue_into(&dir.0);
     let addr = server::free_addr().await;
-    let (child, lines) = spawn_serve(&[
-        "--grpc-addr",
-        &addr.to_string(),
-        "--metrics-addr",
-        "",
-        "--grpc-preshared-key",
-        KEY,
-        "--grpc-tls-cert-path",
-        tls.cert.to_str().expect("utf-8"),
-        "--grpc-tls-key-path",
-        tls.key.to_str().expect("utf-8"),
-    ]);
+    let (child, lines) = spawn_serve(
+        addr,
+        &[
+            "--grpc-tls-cert-path",
+            tls.cert.to_str().expect("utf-8"),
+            "--grpc-tls-key-path",
+            tls.key.to_str().expect("utf-8"),
+        ],
+    );
     let child = Killed(child);
     assert!(
         wait_for_line(&lines, "serving authzed.api.v1"),
@@ -340,11 +351,7 @@ async fn sighup_reloads_the_certificate_of_a_running_server() {
 
     let second = Ca::new("second ca");
     second.issue_into(&dir.0);
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(hup.success());
+    hang_up(&child.0);
     assert!(
         wait_for_line(&lines, "SIGHUP: reloading the TLS certificate"),
         "SIGHUP not handled"
@@ -355,26 +362,13 @@ async fn sighup_reloads_the_certificate_of_a_running_server() {
 #[tokio::test]
 async fn sighup_does_not_stop_a_server_without_tls() {
     let addr = server::free_addr().await;
-    let (child, lines) = spawn_serve(&[
-        "--grpc-addr",
-        &addr.to_string(),
-        "--metrics-addr",
-        "",
-        "--grpc-preshared-key",
-        KEY,
-    ]);
+    let (child, lines) = spawn_serve(addr, &[]);
     let mut child = Killed(child);
     assert!(
         wait_for_line(&lines, "serving authzed.api.v1"),
         "never served"
     );
-    // The handler is installed as serving starts; give it a moment.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(hup.success());
+    hang_up(&child.0);
     assert!(wait_for_line(&lines, "SIGHUP"), "SIGHUP not handled");
     assert!(
         child.0.try_wait().expect("status").is_none(),
