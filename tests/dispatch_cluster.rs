@@ -1015,6 +1015,16 @@ async fn checks_and_lookups_survive_a_peer_going_down_and_it_rejoins() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A peer call bearing `key`, or no key.
+fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        let value = format!("Bearer {key}").parse().expect("ascii");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_port_refuses_calls_without_the_key() {
     let (members, addrs) = members().await;
@@ -1025,24 +1035,22 @@ async fn the_peer_port_refuses_calls_without_the_key() {
         .expect("connect to the peer port");
     let mut client = proto::dispatch_service_client::DispatchServiceClient::new(channel);
     let call = |key: Option<&str>| {
-        let mut request = tonic::Request::new(proto::DispatchCheckRequest {
-            resource_type: "document".into(),
-            resource_ids: vec!["d0".into()],
-            relation: "view".into(),
-            subject: Some(proto::Subject {
-                object_type: "user".into(),
-                object_id: "u0".into(),
-                relation: "...".into(),
-            }),
-            revision: "0".into(),
-            depth_remaining: 50,
-            results_setting: proto::ResultsSetting::AllowSingleResult as i32,
-        });
-        if let Some(key) = key {
-            let value = format!("Bearer {key}").parse().expect("ascii");
-            request.metadata_mut().insert("authorization", value);
-        }
-        request
+        with_key(
+            proto::DispatchCheckRequest {
+                resource_type: "document".into(),
+                resource_ids: vec!["d0".into()],
+                relation: "view".into(),
+                subject: Some(proto::Subject {
+                    object_type: "user".into(),
+                    object_id: "u0".into(),
+                    relation: "...".into(),
+                }),
+                revision: "0".into(),
+                depth_remaining: 50,
+                results_setting: proto::ResultsSetting::AllowSingleResult as i32,
+            },
+            key,
+        )
     };
     let missing = client
         .dispatch_check(call(None))
@@ -1063,15 +1071,8 @@ async fn the_peer_port_refuses_calls_without_the_key() {
     // The read steps' RPC: the same key, and a malformed request is
     // refused with INVALID_ARGUMENT naming what is wrong.
     let read = |query: Option<proto::dispatch_read_request::Query>, key: Option<&str>| {
-        let mut request = tonic::Request::new(proto::DispatchReadRequest {
-            query,
-            revision: "0".into(),
-        });
-        if let Some(key) = key {
-            let value = format!("Bearer {key}").parse().expect("ascii");
-            request.metadata_mut().insert("authorization", value);
-        }
-        request
+        let revision = "0".into();
+        with_key(proto::DispatchReadRequest { query, revision }, key)
     };
     let by_resource = || {
         Some(proto::dispatch_read_request::Query::ByResource(
