@@ -65,8 +65,15 @@ impl CachingDispatcher {
     /// read a relationship with an expiration may change at the same
     /// revision once it passes (expiry is judged by the datastore's clock,
     /// which this layer does not see), so they are recomputed every time.
-    fn remember(&self, key: CacheKey, entry: Cached, expires_at: Option<std::time::SystemTime>) {
+    /// `entry` is built only for an answer that is kept.
+    fn remember(
+        &self,
+        key: CacheKey,
+        expires_at: Option<std::time::SystemTime>,
+        entry: impl FnOnce() -> Cached,
+    ) {
         if expires_at.is_none() {
+            let entry = entry();
             metrics::cache_added(cost::entry_cost(&key, &entry));
             self.cache.insert(key, entry);
         }
@@ -90,8 +97,9 @@ impl Dispatcher for CachingDispatcher {
             }
             metrics::cache_miss("check");
             let result = self.inner.check(request).await?;
-            let expires_at = result.expires_at;
-            self.remember(key, Cached::Check(Arc::new(result.clone())), expires_at);
+            self.remember(key, result.expires_at, || {
+                Cached::Check(Arc::new(result.clone()))
+            });
             Ok(result)
         })
     }
@@ -105,7 +113,7 @@ impl Dispatcher for CachingDispatcher {
             }
             metrics::cache_miss("read");
             let result = self.inner.read(request).await?;
-            self.remember(key, Cached::Read(result.clone()), result.expires_at);
+            self.remember(key, result.expires_at, || Cached::Read(result.clone()));
             Ok(result)
         })
     }
