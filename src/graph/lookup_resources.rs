@@ -299,15 +299,12 @@ impl Walk<'_> {
         let to = (edge.resource_type.clone(), edge.resource_relation.clone());
         let is_object = key.1 == ELLIPSIS;
         match &edge.kind {
-            EntrypointKind::Computed => {
+            // `self` leads only from plain objects, not from subject sets.
+            EntrypointKind::SelfRef if !is_object => {}
+            EntrypointKind::Computed | EntrypointKind::SelfRef => {
                 let through = ids.iter().map(|(id, r)| (&**id, r.through(edge, None)));
                 self.offer(next, to, through);
             }
-            EntrypointKind::SelfRef if is_object => {
-                let through = ids.iter().map(|(id, r)| (&**id, r.through(edge, None)));
-                self.offer(next, to, through);
-            }
-            EntrypointKind::SelfRef => {}
             EntrypointKind::Direct => {
                 let query =
                     reverse_query(key, ids, Some(key.1.clone()), edge, &edge.resource_relation);
